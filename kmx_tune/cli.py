@@ -1,0 +1,109 @@
+"""The ``kmx-tune`` command group.
+
+Commands are loaded lazily: ``kmx-tune --help`` lists them from the table below
+without importing any command module, so it never pays for numpy, rich or py-cpuinfo.
+A command module holds the click command; the work happens in the core modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from kmx_tune import __version__
+from kmx_tune.errors import KmxError
+
+# name -> (module, attribute, one-line help shown by `kmx-tune --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "doctor": (
+        "kmx_tune.commands.doctor",
+        "doctor",
+        "Check this Keras-MXNet set-up and print the command that fixes each problem.",
+    ),
+    "probe": ("kmx_tune.commands.probe", "probe", "Show the CPU and NVIDIA GPUs, or save them as JSON."),
+    "install-mxnet": (
+        "kmx_tune.commands.install",
+        "install_mxnet",
+        "Install the right MXNet flavor into a Python, verify it, roll back on failure.",
+    ),
+    "set-format": (
+        "kmx_tune.commands.keras",
+        "set_format",
+        "Set image_data_format (and backend) in keras.json, safely.",
+    ),
+    "config": ("kmx_tune.commands.keras", "config", "Show the keras.json in effect and where each value comes from."),
+    "convert": (
+        "kmx_tune.commands.convert",
+        "convert",
+        "Transpose .npy/.npz image datasets between channels_last and channels_first.",
+    ),
+    "profile": (
+        "kmx_tune.commands.profile",
+        "profile",
+        "Run a script under the MXNet profiler and show where the time goes.",
+    ),
+    "bench": (
+        "kmx_tune.commands.bench",
+        "bench",
+        "Measure channels_first against channels_last with the installed MXNet.",
+    ),
+    "migrate": (
+        "kmx_tune.commands.migrate",
+        "migrate",
+        "Find and rewrite channels_last assumptions in Keras model code.",
+    ),
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when that command runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module = importlib.import_module(entry[0])
+        command: click.Command = getattr(module, entry[1])
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KmxError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="kmx-tune")
+def cli() -> None:
+    """Tune a Keras-MXNet training box: the right MXNet wheel, channels_first data
+    and config, and an eye on where the time goes.
+
+    \b
+    Example:
+      kmx-tune doctor                      # what is wrong here, and how to fix it
+      kmx-tune doctor --python ~/venvs/old/bin/python
+    """
+
+
+def main() -> None:
+    cli.main(prog_name="kmx-tune")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Shared fixtures. One autouse fixture isolates every test from the real home
+folder, Keras and MXNet environment variables and the kmx-tune cache."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.venvs import MXNET_REQUIREMENTS, make_venv
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HARDWARE = FIXTURES / "hardware"
+KERAS_JSON = FIXTURES / "keras-json"
+
+_ENV_TO_CLEAR = [
+    "KERAS_HOME",
+    "KERAS_BACKEND",
+    "OMP_NUM_THREADS",
+    "KMP_AFFINITY",
+    "MXNET_CUDNN_AUTOTUNE_DEFAULT",
+    "MXNET_SUBGRAPH_BACKEND",
+    "MXNET_PROFILER_AUTOSTART",
+    "KMX_TUNE_CACHE_DIR",
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # pip keeps using the real cache so venv installs stay fast
+    monkeypatch.setenv(
+        "PIP_CACHE_DIR", os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    for name in _ENV_TO_CLEAR:
+        monkeypatch.delenv(name, raising=False)
+    yield
+
+
+@pytest.fixture(scope="session")
+def mxnet_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with mxnet==1.9.1 and numpy==1.23.5 (a healthy CPU set-up).
+
+    Shared by the whole session: tests must NOT install into or uninstall from it.
+    Tests that change an environment make their own with tests.venvs.make_venv."""
+    return make_venv(tmp_path_factory.mktemp("mxnet-venv") / "venv", MXNET_REQUIREMENTS)

@@ -1,0 +1,51 @@
+"""Throwaway virtual environments for integration tests: real venvs, real pip,
+real wheels from the package index (pip's cache makes repeats fast)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+MXNET_REQUIREMENTS = ["mxnet==1.9.1", "numpy==1.23.5"]
+
+
+def pip_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+    return env
+
+
+def make_venv(path: Path, requirements: list[str] | None = None) -> Path:
+    """Create a venv at *path* (with pip) and install *requirements*; return its python."""
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    python = path / "bin" / "python"
+    if requirements:
+        pip_install(python, requirements)
+    return python
+
+
+def pip_install(python: Path, requirements: list[str]) -> None:
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", *requirements],
+        check=True,
+        env=pip_env(),
+    )
+
+
+def pip_freeze(python: Path) -> dict[str, str]:
+    """{normalized name: version} of what is installed in the venv."""
+    out = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format=freeze"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=pip_env(),
+    ).stdout
+    result = {}
+    for line in out.splitlines():
+        if "==" in line:
+            name, version = line.split("==", 1)
+            result[name.lower().replace("_", "-")] = version
+    return result
