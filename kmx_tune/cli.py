@@ -8,7 +8,6 @@ A command module holds the click command; the work happens in the core modules.
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
 
 import click
@@ -23,7 +22,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "doctor",
         "Check this Keras-MXNet set-up and print the command that fixes each problem.",
     ),
-    "probe": ("kmx_tune.commands.probe", "probe", "Show the CPU and NVIDIA GPUs, or save them as JSON."),
+    "probe": (
+        "kmx_tune.commands.probe",
+        "probe",
+        "Show the CPU and NVIDIA GPUs, or save them as JSON.",
+    ),
     "install-mxnet": (
         "kmx_tune.commands.install",
         "install_mxnet",
@@ -34,7 +37,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "set_format",
         "Set image_data_format (and backend) in keras.json, safely.",
     ),
-    "config": ("kmx_tune.commands.keras", "config", "Show the keras.json in effect and where each value comes from."),
+    "config": (
+        "kmx_tune.commands.keras",
+        "config",
+        "Show the keras.json in effect and where each value comes from.",
+    ),
     "convert": (
         "kmx_tune.commands.convert",
         "convert",
@@ -106,4 +113,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

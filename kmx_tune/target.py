@@ -1,0 +1,238 @@
+"""Facts about the Python environment being tuned.
+
+The target may be a different, older interpreter than the one running kmx-tune
+(``--python PATH``), so nothing here imports from it: a stdlib-only script from
+``kmx_tune/_in_target/`` runs inside it and reports back as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kmx_tune.errors import TargetError
+
+IN_TARGET_DIR = Path(__file__).parent / "_in_target"
+
+# Every MXNet flavor installs the same top-level `mxnet` module.
+_MXNET_DIST = re.compile(r"^mxnet(-(mkl|native|cu\d+(mkl)?))?$")
+
+
+def normalize(name: str) -> str:
+    """PEP 503 normalized distribution name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def is_mxnet_distribution(name: str) -> bool:
+    """True for mxnet, mxnet-mkl, mxnet-native, mxnet-cu117, mxnet-cu90mkl, ..."""
+    return bool(_MXNET_DIST.match(normalize(name)))
+
+
+@dataclass(frozen=True)
+class Distribution:
+    name: str
+    version: str
+    location: str = ""
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass(frozen=True)
+class KerasFacts:
+    module_path: str | None  # folder of the `keras` package that `import keras` finds
+    has_mxnet_backend: bool  # keras/backend/mxnet_backend.py exists (keras-mxnet)
+
+
+@dataclass(frozen=True)
+class RuntimeFacts:
+    """What importing mxnet (and keras) really did; only with ``deep=True``."""
+
+    mxnet_version: str | None
+    mxnet_import_error: str | None
+    features: Mapping[str, bool] | None  # mx.runtime.Features(): CUDA, CUDNN, MKLDNN, ...
+    num_gpus: int | None
+    keras_version: str | None
+    keras_import_error: str | None
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    python: str  # the interpreter path as the user named it (or sys.executable)
+    executable: str  # sys.executable inside the target
+    version: tuple[int, int, int]
+    implementation: str
+    platform: str
+    machine: str
+    prefix: str
+    in_venv: bool
+    distributions: Mapping[str, Distribution] = field(repr=False)  # normalized name -> dist
+    has_pip: bool
+    keras: KerasFacts
+    runtime: RuntimeFacts | None = None
+
+    @property
+    def version_str(self) -> str:
+        return ".".join(str(part) for part in self.version)
+
+    @property
+    def mxnet_distributions(self) -> tuple[Distribution, ...]:
+        return tuple(
+            d for key, d in sorted(self.distributions.items()) if is_mxnet_distribution(key)
+        )
+
+    def dist(self, name: str) -> Distribution | None:
+        return self.distributions.get(normalize(name))
+
+    @property
+    def numpy_version(self) -> str | None:
+        d = self.dist("numpy")
+        return d.version if d else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "python": self.python,
+            "executable": self.executable,
+            "version": self.version_str,
+            "implementation": self.implementation,
+            "platform": self.platform,
+            "machine": self.machine,
+            "prefix": self.prefix,
+            "in_venv": self.in_venv,
+            "has_pip": self.has_pip,
+            "mxnet": [{"name": d.name, "version": d.version} for d in self.mxnet_distributions],
+            "numpy": self.numpy_version,
+            "keras": {
+                "module_path": self.keras.module_path,
+                "has_mxnet_backend": self.keras.has_mxnet_backend,
+                "distributions": [
+                    {"name": d.name, "version": d.version}
+                    for key in ("keras", "keras-mxnet")
+                    if (d := self.dist(key)) is not None
+                ],
+            },
+            "runtime": None if self.runtime is None else dict(vars(self.runtime)),
+        }
+
+
+def resolve_python(python: str | os.PathLike[str] | None) -> str:
+    """The interpreter to tune: *python* if given (a path, or a name on PATH), else
+    the one running kmx-tune. Raises TargetError with what to do if it is unusable."""
+    if python is None:
+        return sys.executable
+    raw = os.fspath(python)
+    candidate = Path(raw).expanduser()
+    if os.sep not in raw and not candidate.exists():
+        found = shutil.which(raw)
+        if found is None:
+            raise TargetError(
+                f"--python {raw}: not found on PATH; give the full path of the Python to tune, "
+                "e.g. --python ~/venvs/keras/bin/python"
+            )
+        return found
+    if not candidate.exists():
+        raise TargetError(
+            f"--python {raw}: no such file; give the path of a Python interpreter, "
+            "e.g. --python ~/venvs/keras/bin/python"
+        )
+    if candidate.is_dir():
+        for sub in ("bin/python", "bin/python3"):
+            if (candidate / sub).exists():
+                return str(candidate / sub)
+        raise TargetError(
+            f"--python {raw}: is a folder without bin/python; give the interpreter's path"
+        )
+    if not os.access(candidate, os.X_OK):
+        raise TargetError(
+            f"--python {raw}: is not executable; give the path of a Python interpreter"
+        )
+    return str(candidate)
+
+
+def run_in_target(
+    python: str,
+    script: str,
+    args: Sequence[str] = (),
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> dict[str, Any]:
+    """Run ``kmx_tune/_in_target/<script>`` in *python* and return the JSON object it
+    prints. Raises TargetError when the interpreter cannot run it."""
+    path = IN_TARGET_DIR / script
+    cmd = [python, str(path), *args]
+    run_env = dict(os.environ if env is None else env)
+    run_env.setdefault("PYTHONIOENCODING", "utf-8")
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=run_env, timeout=timeout, check=False
+        )
+    except OSError as exc:
+        raise TargetError(
+            f"{python}: cannot run it ({exc.strerror or exc}); give the path of a Python 3.6+ "
+            "interpreter with --python"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise TargetError(f"{python}: gave no answer within {timeout:.0f} s") from None
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        if "SyntaxError" in proc.stderr:
+            tail = "it is older than Python 3.6, which kmx-tune needs"
+        raise TargetError(f"{python}: does not work as a Python 3.6+ interpreter ({tail})")
+    try:
+        data: dict[str, Any] = json.loads(lines[-1])
+    except json.JSONDecodeError:
+        raise TargetError(f"{python}: printed something that is not kmx-tune's report") from None
+    return data
+
+
+def inspect_target(
+    python: str | os.PathLike[str] | None = None, *, deep: bool = False
+) -> TargetInfo:
+    """Facts about the target interpreter. ``deep`` imports mxnet and keras there."""
+    resolved = resolve_python(python)
+    raw = run_in_target(resolved, "kmx_env_facts.py", ["--deep"] if deep else [])
+    return facts_from_json(resolved, raw)
+
+
+def facts_from_json(python: str, raw: Mapping[str, Any]) -> TargetInfo:
+    dists = {
+        key: Distribution(d["name"], d["version"], d.get("location", ""))
+        for key, d in raw["distributions"].items()
+    }
+    runtime = None
+    deep = raw.get("deep")
+    if deep:
+        runtime = RuntimeFacts(
+            mxnet_version=deep.get("mxnet_version"),
+            mxnet_import_error=deep.get("mxnet_import_error"),
+            features=deep.get("features"),
+            num_gpus=deep.get("num_gpus"),
+            keras_version=deep.get("keras_version"),
+            keras_import_error=deep.get("keras_import_error"),
+        )
+    version = raw["version"]
+    return TargetInfo(
+        python=python,
+        executable=raw["executable"],
+        version=(int(version[0]), int(version[1]), int(version[2])),
+        implementation=raw["implementation"],
+        platform=raw["platform"],
+        machine=raw["machine"],
+        prefix=raw["prefix"],
+        in_venv=raw["prefix"] != raw["base_prefix"],
+        distributions=dists,
+        has_pip=bool(raw["pip_module"]),
+        keras=KerasFacts(raw["keras"]["module_path"], bool(raw["keras"]["has_mxnet_backend"])),
+        runtime=runtime,
+    )

@@ -1,0 +1,73 @@
+"""The target-environment probe: run for real in this interpreter and in venvs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from kmx_tune.errors import TargetError
+from kmx_tune.target import inspect_target, is_mxnet_distribution, resolve_python
+from tests.venvs import make_venv
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["mxnet", "mxnet-mkl", "mxnet-native", "mxnet-cu117", "mxnet-cu90mkl", "MXNet_CU101"],
+)
+def test_every_flavor_name_is_an_mxnet_distribution(name: str) -> None:
+    assert is_mxnet_distribution(name)
+
+
+@pytest.mark.parametrize("name", ["mxnet-model-server", "gluoncv", "keras-mxnet", "mxnetx"])
+def test_other_packages_are_not_mxnet_flavors(name: str) -> None:
+    assert not is_mxnet_distribution(name)
+
+
+def test_current_interpreter_is_the_default() -> None:
+    info = inspect_target()
+    assert info.python == sys.executable
+    assert info.version == tuple(sys.version_info[:3])
+    assert info.dist("click") is not None  # kmx-tune's own dependency is seen
+    assert info.has_pip
+
+
+def test_missing_interpreter_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(TargetError, match="no such file"):
+        resolve_python(tmp_path / "nope" / "python")
+
+
+def test_a_file_that_is_not_python_is_refused(tmp_path: Path) -> None:
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho hello\n")
+    fake.chmod(0o755)
+    with pytest.raises(TargetError, match="does not work as a Python"):
+        inspect_target(fake)
+
+
+def test_a_venv_folder_resolves_to_its_python(tmp_path: Path) -> None:
+    python = make_venv(tmp_path / "v")
+    assert resolve_python(tmp_path / "v") == str(python)
+
+
+@pytest.mark.integration
+def test_reads_mxnet_and_numpy_without_importing_them(mxnet_venv: Path) -> None:
+    info = inspect_target(mxnet_venv)
+    assert [(d.name, d.version) for d in info.mxnet_distributions] == [("mxnet", "1.9.1")]
+    assert info.numpy_version == "1.23.5"
+    assert info.in_venv
+    assert info.runtime is None
+    assert info.keras.module_path is None
+
+
+@pytest.mark.integration
+def test_deep_mode_imports_mxnet_and_reads_its_features(mxnet_venv: Path) -> None:
+    info = inspect_target(mxnet_venv, deep=True)
+    assert info.runtime is not None
+    assert info.runtime.mxnet_import_error is None
+    assert info.runtime.mxnet_version == "1.9.1"
+    assert info.runtime.features is not None
+    assert info.runtime.features["MKLDNN"] is True
+    assert info.runtime.features["CUDA"] is False
+    assert info.runtime.num_gpus == 0
