@@ -94,7 +94,7 @@ def _error_line(exc):
 
 def deep_facts():
     """Import mxnet (and keras) for real: build features, GPU count, import errors."""
-    result = {
+    result = {  # type: dict
         "mxnet_import_error": None,
         "mxnet_version": None,
         "features": None,
