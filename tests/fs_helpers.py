@@ -69,19 +69,12 @@ def tiny_disk(path: Path, size_kib: int = 16) -> Iterator[Path]:
 
 def fill_disk(folder: Path) -> None:
     """Fill the file system holding ``folder`` until writes fail with ENOSPC."""
-    filler = folder / "filler"
-    with filler.open("wb") as f:
+    for name, chunk in (("filler", 4096), ("filler2", 1)):  # pages, then any last bytes
+        fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             while True:
-                f.write(b"\0" * 4096)
-                f.flush()
+                os.write(fd, b"\0" * chunk)
         except OSError:
             pass
-    # tmpfs counts whole pages: leave no free block at all
-    try:
-        with (folder / "filler2").open("wb") as f:
-            while True:
-                f.write(b"\0")
-                f.flush()
-    except OSError:
-        pass
+        finally:
+            os.close(fd)
