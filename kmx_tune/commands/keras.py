@@ -41,7 +41,6 @@ def _state_json(state: KerasJsonState) -> dict[str, Any]:
 
 def _render_state(state: KerasJsonState) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
     from kmx_tune.keras_config import KERAS_DEFAULTS
     from kmx_tune.render import console
@@ -59,17 +58,18 @@ def _render_state(state: KerasJsonState) -> None:
     else:
         status = "ok"
     out.print(f"  status: {status}")
-    table = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 2, 0, 0))
-    table.add_column("setting")
-    table.add_column("value")
-    table.add_column("from")
-    for key, (value, source) in state.effective.items():
-        table.add_row(key, escape(_show(value)), escape(source))
-    for key, value in state.values.items():
-        if key not in KERAS_DEFAULTS:
-            table.add_row(key, escape(_show(value)), "keras.json (not a Keras setting)")
+    rows = [(key, _show(value), source) for key, (value, source) in state.effective.items()]
+    rows += [
+        (key, _show(value), "keras.json (not a Keras setting)")
+        for key, value in state.values.items()
+        if key not in KERAS_DEFAULTS
+    ]
+    rows.insert(0, ("setting", "value", "from"))
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
     out.print()
-    out.print(table)
+    for key, value, source in rows:
+        out.print(escape(f"{key:<{w0}}  {value:<{w1}}  {source}"))
     for note in loc.notes:
         out.print(f"\nNote: {escape(note)}")
 
