@@ -107,7 +107,11 @@ class FileResult:
             return ""
         old = self.source.decode(self.encoding).splitlines(keepends=True)
         new = self.new_source.decode(self.encoding).splitlines(keepends=True)
-        lines = difflib.unified_diff(old, new, fromfile=f"a/{self.path}", tofile=f"b/{self.path}")
+        # git's a/ b/ prefixes for relative paths; an absolute path is shown as it is
+        before, after = (self.path, self.path)
+        if not os.path.isabs(self.path):
+            before, after = f"a/{self.path}", f"b/{self.path}"
+        lines = difflib.unified_diff(old, new, fromfile=before, tofile=after)
         out = []
         for line in lines:
             out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
@@ -258,6 +262,17 @@ def _arg(call: cst.Call, name: str, index: int | None) -> cst.Arg | None:
     if found is None and index is not None:
         found = _positional(call, index)
     return found
+
+
+def _paren_width(node: cst.CSTNode) -> int:
+    """libcst positions a parenthesised expression after its "(": the width of the
+    parentheses on the same line, so a finding points at the "(" as linters do."""
+    width = 0
+    for lpar in getattr(node, "lpar", ()):
+        if not isinstance(lpar.whitespace_after, cst.SimpleWhitespace):
+            return 0
+        width += 1 + len(lpar.whitespace_after.value)
+    return width
 
 
 def _code(node: cst.CSTNode) -> str:
@@ -411,13 +426,14 @@ class _Migrator(cst.CSTTransformer):
         reason: str | None = None,
     ) -> None:
         pos = self.get_metadata(PositionProvider, node)
+        col = pos.start.column + 1 - _paren_width(node)
         if replacement is None:
             message = f"{message} [{_NOT_REWRITTEN}: {reason}]"
         self.findings.append(
             Finding(
                 path=self.path,
                 line=pos.start.line,
-                col=pos.start.column + 1,
+                col=col,
                 code=code,
                 message=message,
                 replacement=None if replacement is None else _code(replacement),
