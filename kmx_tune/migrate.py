@@ -13,6 +13,7 @@ layouts and is never touched, nor are shapes computed from data.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import os
 import re
@@ -26,7 +27,7 @@ from typing import Any, Union
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from kmx_tune.errors import UsageError
+from kmx_tune.errors import KmxError, UsageError
 
 CHANNELS_FIRST = "channels_first"
 CHANNELS_LAST = "channels_last"
@@ -835,7 +836,11 @@ def migrate_source(
     raw = source.encode("utf-8") if isinstance(source, str) else source
     try:
         module = cst.parse_module(raw)
-    except (cst.ParserSyntaxError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
+    except cst.ParserSyntaxError as exc:
+        line, col, why = _syntax_error(raw, exc)
+        error = Finding(path, line, col, "E999", f"could not parse: {why}", None, False)
+        return FileResult(path, (error,), raw, None)
+    except (UnicodeDecodeError, SyntaxError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         error = Finding(path, 1, 1, "E999", f"could not parse: {first}", None, False)
         return FileResult(path, (error,), raw, None)
@@ -845,6 +850,18 @@ def migrate_source(
     new_module = MetadataWrapper(module, unsafe_skip_copy=True).visit(migrator)
     findings = tuple(sorted(migrator.findings, key=lambda f: (f.line, f.col, f.code)))
     return FileResult(path, findings, raw, new_module.bytes, module.encoding)
+
+
+def _syntax_error(raw: bytes, exc: cst.ParserSyntaxError) -> tuple[int, int, str]:
+    """Where and why, in Python's words: libcst's message lists every token it
+    expected, and its position can be a line late."""
+    try:
+        ast.parse(raw)
+    except SyntaxError as py_exc:
+        return py_exc.lineno or 1, py_exc.offset or 1, py_exc.msg
+    except ValueError:  # e.g. null bytes
+        pass
+    return exc.raw_line, exc.raw_column + 1, "syntax this version of libcst does not know"
 
 
 def iter_python_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -893,11 +910,22 @@ def write_file(result: FileResult) -> bool:
     if not result.changed or result.new_source is None:
         return False
     target = Path(os.path.realpath(result.path))
+    try:
+        _replace_atomically(target, result.new_source)
+    except OSError as exc:
+        raise KmxError(
+            f"could not write {result.path}: {exc.strerror or exc}. Check that the file and its "
+            "folder are writable; files before it in the list were already rewritten."
+        ) from exc
+    return True
+
+
+def _replace_atomically(target: Path, data: bytes) -> None:
     mode = stat.S_IMODE(target.stat().st_mode)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".kmx-tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(result.new_source)
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
@@ -905,4 +933,3 @@ def write_file(result: FileResult) -> bool:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return True

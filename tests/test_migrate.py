@@ -281,8 +281,14 @@ def test_unparseable_source_is_reported_and_not_rewritten() -> None:
     result = migrate_source("def broken(:\n    input_shape=(28, 28, 1)\n", path="bad.py")
     assert result.parse_error
     assert result.new_source is None
-    assert [(f.code, f.line, f.fixable) for f in result.findings] == [("E999", 1, False)]
-    assert result.findings[0].message.startswith("could not parse")
+    assert [(f.code, f.line, f.col, f.fixable) for f in result.findings] == [("E999", 1, 12, False)]
+    assert result.findings[0].message == "could not parse: invalid syntax"
+
+
+def test_undecodable_source_is_reported() -> None:
+    result = migrate_source(b'x = "\xff\xfe"\n')
+    assert result.parse_error
+    assert [f.code for f in result.findings] == ["E999"]
 
 
 def test_encoding_and_line_endings_are_kept() -> None:

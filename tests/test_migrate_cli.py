@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 from pathlib import Path
@@ -119,9 +120,27 @@ def test_unparseable_file_is_reported_skipped_and_never_rewritten(project: Path)
     before = bad.read_bytes()
     code, out, _ = run("--write", str(project))
     assert code == 1
-    assert f"{bad}:1:1: E999 could not parse" in out
+    assert f"{bad}:1:1: E999 could not parse: Missing parentheses in call to 'print'" in out
     assert bad.read_bytes() == before
     assert (project / "pkg" / "model.py").read_text() == MODEL_FIRST  # the others still fixed
+
+
+def test_a_failed_write_is_an_error_and_leaves_the_file_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "m.py"
+    path.write_text(MODEL)
+
+    def refuse(src: str, dst: str) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    # the OS seam: a read-only folder cannot be simulated as root
+    monkeypatch.setattr(os, "replace", refuse)
+    code, _, err = run("--write", str(path))
+    assert code == 1
+    assert f"Error: could not write {path}: Permission denied." in err
+    assert path.read_text() == MODEL
+    assert not list(tmp_path.glob("*kmx-tmp"))  # the temporary file is gone
 
 
 def test_json_lists_findings(project: Path) -> None:
