@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 
-from kmx_tune.profiling import ProfileResult, operators_from_aggregate, result_from_report
+from kmx_tune.profiling import (
+    ProfileResult,
+    is_layout_transpose,
+    operators_from_aggregate,
+    result_from_report,
+)
 
 # A real `mx.profiler.dumps(format='json')` from mxnet 1.9.1 (CPU), cut down: a
 # channels_last convolution with transposes, a swapaxes, and the C API domain.
@@ -72,6 +77,24 @@ def _result(aggregate: dict[str, Any] | None = AGGREGATE) -> ProfileResult:
     return result_from_report(
         report, script="train.py", args=(), python="python", exit_status=0, env={}
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "layout"),
+    [
+        ("transpose", True),
+        ("_backward_transpose", True),
+        ("SwapAxis", True),
+        ("_backward_SwapAxis", True),
+        ("_npi_transpose", True),
+        ("_npi_swapaxes", True),
+        ("Convolution", False),
+        ("_sg_mkldnn_conv", False),
+        ("Reshape", False),
+    ],
+)
+def test_layout_transposes_are_recognised_by_name(name: str, layout: bool) -> None:
+    assert is_layout_transpose(name) is layout
 
 
 def test_operators_are_sorted_by_total_time_and_the_c_api_is_left_out() -> None:

@@ -109,11 +109,9 @@ def render_text(result: ProfileResult, top: int) -> None:
         hidden = len(result.operators) - min(top, len(result.operators))
         if hidden:
             out.print(f"  ... and {hidden} more (--top {len(result.operators)} shows all)")
-        names = ", ".join(op.name for op in result.transpose_operators) or "none"
-        out.print(
-            f"Layout transposes: {result.transpose_share:.1%} of operator time ({names}); "
-            f"{result.advice}"
-        )
+        names = ", ".join(op.name for op in result.transpose_operators)
+        share = f"{result.transpose_share:.1%} of operator time ({names})" if names else "none"
+        out.print(f"Layout transposes: {share}; {result.advice}")
     if result.trace:
         out.print(f"Trace: {result.trace} (open it in chrome://tracing or https://ui.perfetto.dev)")
     else:
