@@ -1,0 +1,297 @@
+"""`kmx-tune profile`: the statistics it reads, and real runs of real scripts under
+MXNet 1.9.1's profiler through the real command line."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kmx_tune.profiling import (
+    ProfileResult,
+    is_layout_transpose,
+    operators_from_aggregate,
+    result_from_report,
+)
+
+# A real `mx.profiler.dumps(format='json')` from mxnet 1.9.1 (CPU), cut down: a
+# channels_last convolution with transposes, a swapaxes, and the C API domain.
+AGGREGATE: dict[str, Any] = {
+    "Time": {
+        "MXNET_C_API": {
+            "MXNDArrayWaitAll": {
+                "Count": 1,
+                "Total": 15.58,
+                "Min": 15.58,
+                "Max": 15.58,
+                "Avg": 15.58,
+            },
+            "MXImperativeInvokeEx": {
+                "Count": 7,
+                "Total": 4.463,
+                "Min": 0.035,
+                "Max": 4.017,
+                "Avg": 0.6376,
+            },
+        },
+        "operator": {
+            "SwapAxis": {"Count": 1, "Total": 2.609, "Min": 2.609, "Max": 2.609, "Avg": 2.609},
+            "_backward_SwapAxis": {
+                "Count": 1,
+                "Total": 2.139,
+                "Min": 2.139,
+                "Max": 2.139,
+                "Avg": 2.139,
+            },
+            "Convolution": {"Count": 1, "Total": 1.058, "Min": 1.058, "Max": 1.058, "Avg": 1.058},
+            "_backward_Convolution": {
+                "Count": 1,
+                "Total": 0.988,
+                "Min": 0.988,
+                "Max": 0.988,
+                "Avg": 0.988,
+            },
+            "transpose": {"Count": 1, "Total": 0.428, "Min": 0.428, "Max": 0.428, "Avg": 0.428},
+            "DeleteVariable": {
+                "Count": 5,
+                "Total": 0.141,
+                "Min": 0.001,
+                "Max": 0.06,
+                "Avg": 0.0282,
+            },
+        },
+    },
+    "Memory": {"Device Storage": {"Memory: cpu/0": {"Count": 18, "Min": 0.004, "Max": 2297}}},
+    "Unit": {"Time": "ms", "Memory": "kB"},
+}
+
+
+def _result(aggregate: dict[str, Any] | None = AGGREGATE) -> ProfileResult:
+    report = {"aggregate": aggregate, "exit_status": 0, "mxnet_version": "1.9.1"}
+    return result_from_report(
+        report, script="train.py", args=(), python="python", exit_status=0, env={}
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "layout"),
+    [
+        ("transpose", True),
+        ("_backward_transpose", True),
+        ("SwapAxis", True),
+        ("_backward_SwapAxis", True),
+        ("_npi_transpose", True),
+        ("_npi_swapaxes", True),
+        ("Convolution", False),
+        ("_sg_mkldnn_conv", False),
+        ("Reshape", False),
+    ],
+)
+def test_layout_transposes_are_recognised_by_name(name: str, layout: bool) -> None:
+    assert is_layout_transpose(name) is layout
+
+
+def test_operators_are_sorted_by_total_time_and_the_c_api_is_left_out() -> None:
+    ops = operators_from_aggregate(AGGREGATE)
+    assert [op.name for op in ops][:3] == ["SwapAxis", "_backward_SwapAxis", "Convolution"]
+    assert "MXNDArrayWaitAll" not in {op.name for op in ops}
+    assert sum(op.share for op in ops) == pytest.approx(1.0)
+    delete = next(op for op in ops if op.name == "DeleteVariable")
+    assert (delete.count, delete.avg_ms) == (5, pytest.approx(0.141 / 5))
+
+
+def test_transpose_share_counts_transpose_and_swapaxis_forward_and_backward() -> None:
+    result = _result()
+    assert {op.name for op in result.transpose_operators} == {
+        "SwapAxis",
+        "_backward_SwapAxis",
+        "transpose",
+    }
+    total = 2.609 + 2.139 + 1.058 + 0.988 + 0.428 + 0.141
+    assert result.transpose_share == pytest.approx((2.609 + 2.139 + 0.428) / total)
+    assert "kmx-tune set-format channels_first" in result.advice
+
+
+def test_a_profile_without_transposes_says_there_is_nothing_to_gain() -> None:
+    aggregate = {
+        "Time": {"operator": {"Convolution": AGGREGATE["Time"]["operator"]["Convolution"]}}
+    }
+    result = _result(aggregate)
+    assert result.transpose_share == 0
+    assert "nothing to gain" in result.advice
+
+
+def test_json_rendering_carries_the_same_numbers() -> None:
+    result = _result()
+    data = result.to_json(top=2)
+    assert [op["name"] for op in data["operators"]] == ["SwapAxis", "_backward_SwapAxis"]
+    assert data["operators_total"] == 6
+    assert data["transpose"]["share"] == pytest.approx(result.transpose_share)
+
+
+def kmx(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kmx_tune", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+    )
+
+
+def test_a_missing_script_is_one_clear_error(tmp_path: Path) -> None:
+    proc = kmx("profile", "nope.py", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "Error: nope.py: no such file; give the path of the Python script to profile"
+    )
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("mxnet") is not None, reason="this interpreter has mxnet"
+)
+def test_a_target_without_mxnet_points_at_install_mxnet_and_doctor(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text("print('never runs')\n")
+    proc = kmx("profile", "--python", sys.executable, str(script), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "never runs" not in proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"Error: mxnet cannot be imported in {sys.executable}")
+    assert "kmx-tune install-mxnet --python" in lines[0]
+    assert "kmx-tune doctor --python" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+# A small Keras-MXNet-like channels_last step: transpose in, convolve, transpose out.
+CONV_SCRIPT = """\
+import json, os, sys
+import mxnet as mx
+from mxnet import autograd
+import helper  # a module beside the script: sys.path[0] must be the script's folder
+
+print(json.dumps({
+    "argv": sys.argv, "name": __name__, "cwd": os.getcwd(), "path0": sys.path[0],
+    "bulk": [os.environ.get("MXNET_EXEC_BULK_EXEC_TRAIN"),
+             os.environ.get("MXNET_EXEC_BULK_EXEC_INFERENCE")],
+}))
+x = mx.nd.random.uniform(shape=(4, 16, 16, 3))
+w = mx.nd.random.uniform(shape=(8, 3, 3, 3))
+w.attach_grad()
+for _ in range(3):
+    with autograd.record():
+        y = mx.nd.transpose(x, axes=(0, 3, 1, 2))
+        z = mx.nd.Convolution(y, w, kernel=(3, 3), num_filter=8, no_bias=True, pad=(1, 1))
+        z = mx.nd.transpose(z, axes=(0, 2, 3, 1))
+        loss = z.sum()
+    loss.backward()
+mx.nd.waitall()
+mode = sys.argv[1] if len(sys.argv) > 1 else "ok"
+if mode == "raise":
+    helper.fail()
+if mode == "exit":
+    sys.exit(3)
+"""
+
+
+@pytest.fixture
+def conv_script(tmp_path: Path) -> Path:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "helper.py").write_text("def fail():\n    raise RuntimeError('loss is nan')\n")
+    script = folder / "train.py"
+    script.write_text(CONV_SCRIPT)
+    return script
+
+
+@pytest.mark.integration
+def test_profiles_a_real_script_as_python_would_run_it(
+    mxnet_venv: Path, conv_script: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    rel = os.path.relpath(conv_script, work)
+    proc = kmx(
+        "profile", "--python", str(mxnet_venv), "--top", "4", rel, "ok", "--lr", "0.1", cwd=work
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.splitlines()[0])
+    assert seen["argv"] == [rel, "ok", "--lr", "0.1"]
+    assert seen["name"] == "__main__"
+    assert seen["cwd"] == str(work)
+    assert seen["path0"] == str(conv_script.parent)
+    assert seen["bulk"] == ["0", "0"]
+
+    out = proc.stdout
+    assert "Profile of" in out and "mxnet 1.9.1" in out
+    assert "Convolution" in out and "transpose" in out
+    assert "Layout transposes:" in out
+    assert "MXNET_EXEC_BULK_EXEC_TRAIN=0" in out
+    trace = work / "train.profile.json"  # the default: SCRIPTNAME.profile.json here
+    assert f"Trace: {trace}" in out
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert any(e.get("name") == "Convolution" for e in events)
+
+
+@pytest.mark.integration
+def test_json_output_stays_clean_and_names_the_transposes(
+    mxnet_venv: Path, conv_script: Path, tmp_path: Path
+) -> None:
+    trace = tmp_path / "out" / "t.json"
+    trace.parent.mkdir()
+    proc = kmx(
+        "profile",
+        "--python",
+        str(mxnet_venv),
+        "--out",
+        str(trace),
+        "--json",
+        str(conv_script),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)  # the script's own print went to stderr
+    assert '"argv"' in proc.stderr
+    names = {op["name"] for op in data["operators"]}
+    assert {"Convolution", "_backward_Convolution", "transpose"} <= names
+    assert data["transpose"]["operators"] == ["transpose"]
+    assert 0 < data["transpose"]["share"] < 1
+    assert data["trace"] == str(trace) and trace.is_file()
+    conv = next(op for op in data["operators"] if op["name"] == "Convolution")
+    assert conv["count"] == 3
+
+
+@pytest.mark.integration
+def test_a_script_that_exits_non_zero_keeps_its_status_and_its_profile(
+    mxnet_venv: Path, conv_script: Path, tmp_path: Path
+) -> None:
+    proc = kmx("profile", "--python", str(mxnet_venv), str(conv_script), "exit", cwd=tmp_path)
+    assert proc.returncode == 3
+    assert "Convolution" in proc.stdout
+    assert "The script exited with status 3." in proc.stdout
+    assert (tmp_path / "train.profile.json").is_file()
+
+
+@pytest.mark.integration
+def test_a_script_that_raises_shows_its_own_traceback(
+    mxnet_venv: Path, conv_script: Path, tmp_path: Path
+) -> None:
+    proc = kmx("profile", "--python", str(mxnet_venv), str(conv_script), "raise", cwd=tmp_path)
+    assert proc.returncode == 1
+    err = proc.stderr
+    assert "Traceback (most recent call last):" in err
+    assert err.rstrip().endswith("RuntimeError: loss is nan")
+    # as under `python train.py raise`: the script's frames only, not kmx-tune's runner
+    assert "kmx_profile_runner" not in err and "runpy" not in err
+    assert 'helper.py", line 2, in fail' in err
+    assert "Convolution" in proc.stdout  # the work done before the failure is profiled
+    assert "The script exited with status 1 (RuntimeError: loss is nan)." in proc.stdout
+    assert (tmp_path / "train.profile.json").is_file()
