@@ -268,12 +268,12 @@ def recommend(
     if cpu_only:
         return cpu_pick("a CPU build was asked for (--cpu-only)")
     if not hw.gpus or hw.nvidia is None:
-        return cpu_pick(f"no NVIDIA GPU found: {hw.gpu_reason or 'none listed'} ({hw.source})")
+        return cpu_pick(f"no NVIDIA GPU found ({hw.origin}: {hw.gpu_reason or 'none listed'})")
 
     driver, cuda_driver = hw.nvidia.driver_version, hw.nvidia.cuda_driver_version
     caps = tuple(sorted({g.compute_capability for g in hw.gpus}, key=_cap))
     detected = (
-        f"detected: driver {driver} (CUDA {cuda_driver}), compute capability {', '.join(caps)}"
+        f"{hw.origin}: driver {driver} (CUDA {cuda_driver}), compute capability {', '.join(caps)}"
     )
     cuda_flavors = sorted((f for f in FLAVORS.values() if f.cuda), key=_newest_first, reverse=True)
     with_kernels = [f for f in cuda_flavors if all(gpu_has_kernels(f, c) for c in caps)]

@@ -111,6 +111,13 @@ class HardwareProfile:
     source: str  # "probed", "cached" (CPU facts from the cache), or "file: PATH"
 
     @property
+    def origin(self) -> str:
+        """How advice cites these facts: "detected", or "profile FILE" for --hardware."""
+        if self.source.startswith("file: "):
+            return f"profile {self.source[6:]}"
+        return "detected"
+
+    @property
     def gpu_summary(self) -> str:
         """One line for advice: "detected: driver 535.104, compute capability 8.6"."""
         if not self.gpus:

@@ -112,7 +112,7 @@ def test_a_built_gpu_with_a_matching_driver_gets_a_runnable_flavor(
     assert driver_runs(chosen, MIN_DRIVER[flavor.cuda], flavor.cuda)
     assert cuda_key(chosen) >= cuda_key(flavor)  # never older than one known to work
     assert rec.requirements == (f"{rec.package}=={rec.version}", NUMPY_PIN)
-    assert "detected: driver" in rec.reasons[0]
+    assert "profile " in rec.reasons[0]  # the facts came from a --hardware file
 
 
 @pytest.mark.parametrize("cap", ALL_CAPS)
@@ -167,7 +167,10 @@ def test_h100_capture(tmp_path: Path) -> None:
 def test_no_gpu_capture(tmp_path: Path) -> None:
     rec = recommend(probe_capture("epyc-no-gpu", tmp_path), (3, 8))
     assert (rec.package, rec.version, rec.gpu) == ("mxnet", "1.9.1", False)
-    assert "no NVIDIA GPU found: no NVIDIA driver: libnvidia-ml.so.1 not found" in rec.reasons[0]
+    assert (
+        "no NVIDIA GPU found (detected: no NVIDIA driver: libnvidia-ml.so.1 not found)"
+        in rec.reasons[0]
+    )
     assert rec.build_from_source is None
     assert rec.warnings == ()  # Python 3.8: keras-mxnet imports
 
@@ -178,7 +181,10 @@ def test_no_gpu_capture(tmp_path: Path) -> None:
 def test_synthetic_multi_gpu_box() -> None:
     rec = recommend(load_profile(profile_path("a100x4-driver-535")))
     assert (rec.package, rec.version, rec.gpu) == ("mxnet-cu117", "1.9.1", True)
-    assert "compute capability 8.0" in rec.reasons[0]
+    assert (
+        "a100x4-driver-535.json: driver 535.104.05 (CUDA 12.2), compute capability 8.0"
+        in (rec.reasons[0])
+    )
 
 
 def test_synthetic_old_driver_is_too_old_for_ampere() -> None:
