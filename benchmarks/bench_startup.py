@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -49,10 +50,21 @@ def kmx_tune_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "kmx_tune"]
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+CPU: dict[str, list[float]] = {}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str], env: dict[str, str], key: str = "") -> float:
+    """Wall seconds of one run; its CPU seconds (with its own children) go to CPU[key]."""
+    cpu0 = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - start
+    CPU.setdefault(key, []).append(_children_cpu() - cpu0)
     if proc.returncode not in (0, 1):  # doctor exits 1 when a check fails: still timed
         sys.exit(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.decode()[-500:]}")
     return elapsed
@@ -81,29 +93,38 @@ def main() -> int:
     base = dict(os.environ)
     base.pop("NO_COLOR", None)
     times: dict[str, list[float]] = {key: [] for key in TARGETS}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="kmx-bench-") as tmp:
         warm_env = {**base, "KMX_TUNE_CACHE_DIR": str(Path(tmp) / "warm")}
         timed(doctor, warm_env)  # fill the warm cache
         for i in range(opts.repeat):
             cold_env = {**base, "KMX_TUNE_CACHE_DIR": str(Path(tmp) / f"cold-{i}")}
-            times["help"].append(timed([*kmx, "--help"], base))
-            times["doctor_cold"].append(timed(doctor, cold_env))
-            times["doctor_warm"].append(timed(doctor, warm_env))
+            times["help"].append(timed([*kmx, "--help"], base, "help"))
+            times["doctor_cold"].append(timed(doctor, cold_env, "doctor_cold"))
+            times["doctor_warm"].append(timed(doctor, warm_env, "doctor_warm"))
         imports = {
             "help": heavy_imports(["--help"], warm_env),
             "doctor_warm": heavy_imports(["doctor", "--python", opts.python], warm_env),
         }
 
     medians = {key: statistics.median(values) for key, values in times.items()}
+    cpu = {key: statistics.median(CPU[key]) for key in TARGETS}
     if opts.json:
-        print(json.dumps({"medians_s": medians, "targets_s": TARGETS, "imports": imports}))
+        print(
+            json.dumps(
+                {"medians_s": medians, "cpu_s": cpu, "targets_s": TARGETS, "imports": imports}
+            )
+        )
     else:
-        print(f"kmx-tune start-up, median of {opts.repeat} (wall clock, fresh processes)")
+        print(f"kmx-tune start-up, median of {opts.repeat} runs (fresh processes)")
+        print(f"load average before: {load_before:.2f} on {os.cpu_count()} CPUs")
         print(f"command: {' '.join(kmx)}; doctor target: {opts.python}")
         for key, target in TARGETS.items():
             verdict = "ok" if medians[key] <= target else "OVER"
-            spread = f"min {min(times[key]):.3f}  max {max(times[key]):.3f}"
-            print(f"  {key:<12} {medians[key]:6.3f} s  (target {target:.1f} s: {verdict};  {spread})")
+            print(
+                f"  {key:<12} {medians[key]:6.3f} s wall (target {target:.1f} s: {verdict}; "
+                f"min {min(times[key]):.3f}, max {max(times[key]):.3f}; CPU {cpu[key]:.3f} s)"
+            )
         for key, heavy in imports.items():
             print(f"  {key:<12} imports numpy/mxnet/py-cpuinfo: {heavy or 'none'}")
     over = any(medians[k] > t for k, t in TARGETS.items())

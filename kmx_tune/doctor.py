@@ -430,6 +430,8 @@ def check_keras_json(ctx: Context) -> Iterator[Finding]:
         value, source = state.effective["backend"]
         yield Finding("keras.backend", OK, f"backend is {value}", f"from {source}")
 
+    if not state.exists:
+        return  # the missing-file warning above already says what Keras will write
     value, source = state.effective["image_data_format"]
     if value != "channels_first":
         yield Finding(
