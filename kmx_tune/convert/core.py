@@ -66,6 +66,7 @@ class FileResult:
     verified: str = ""  # "full", "sampled" or "" (nothing written)
     message: str = ""
     removed_temps: tuple[str, ...] = field(default=())
+    exit_code: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -324,4 +325,89 @@ def total_size(header: NpyHeader) -> int:
     return header.data_offset + math.prod(header.shape) * header.dtype.itemsize
 
 
-__all__ = ["FileResult", "FormatError", "convert_file", "default_output"]
+
+
+def expand_inputs(paths: Sequence[str | os.PathLike[str]], to: str) -> list[Path]:
+    """Files named, plus the .npy/.npz files directly inside folders named (not the
+    outputs of an earlier run to ``to``, nor hidden or temporary files)."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for child in sorted(p.iterdir()):
+                if (
+                    child.is_file()
+                    and child.suffix.lower() in (".npy", ".npz")
+                    and not child.name.startswith(".")
+                    and not child.stem.endswith("." + to)
+                ):
+                    found.append(child)
+        else:
+            found.append(p)
+    return found
+
+
+def output_paths(
+    inputs: Sequence[Path], output: str | os.PathLike[str] | None, to: str, *, folder: bool
+) -> list[Path | None]:
+    """Where each input goes: ``None`` (beside it), or under ``-o``: the file itself
+    for one file, a folder (made if need be) for several files or a folder input."""
+    if output is None:
+        return [None] * len(inputs)
+    out = Path(output)
+    if folder or len(inputs) > 1 or out.is_dir() or str(output).endswith(os.sep):
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"-o {out}: several inputs need a folder there, and it is a file")
+        out.mkdir(parents=True, exist_ok=True)
+        return [out / default_output(p, to).name for p in inputs]
+    return [out]
+
+
+def convert_many(
+    paths: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    to: str = L.CHANNELS_FIRST,
+    keys: Collection[str] = (),
+    add_channel_axis: bool = False,
+    verify: bool = False,
+    force: bool = False,
+    in_place: bool = False,
+    dry_run: bool = False,
+    on_start: Callable[[Path], Progress | None] | None = None,
+) -> list[FileResult]:
+    """:func:`convert_file` for each input; a file that fails becomes a FAILED
+    result with its one-line message, and the others still convert."""
+    if in_place and output is not None:
+        raise UsageError("--in-place and -o do not go together; pick one")
+    inputs = expand_inputs(paths, to)
+    if not inputs:
+        raise UsageError("no .npy or .npz files found in the paths given")
+    outs = output_paths(inputs, output, to, folder=any(Path(p).is_dir() for p in paths))
+    results: list[FileResult] = []
+    for src, out in zip(inputs, outs):
+        progress = on_start(src) if on_start else None
+        try:
+            results.append(
+                convert_file(
+                    src,
+                    out,
+                    to=to,
+                    keys=keys,
+                    add_channel_axis=add_channel_axis,
+                    verify=verify,
+                    force=force,
+                    in_place=in_place,
+                    dry_run=dry_run,
+                    progress=progress,
+                )
+            )
+        except KmxError as exc:
+            results.append(FileResult(str(src), FAILED, message=str(exc), exit_code=exc.exit_code))
+        except OSError as exc:  # an I/O error mid-way (EIO, a vanished folder, ...)
+            msg = f"{src}: {exc.strerror or exc}; the source is untouched"
+            results.append(FileResult(str(src), FAILED, message=msg, exit_code=1))
+    return results
+
+
+__all__ = ["FileResult", "FormatError", "convert_file", "convert_many", "default_output"]

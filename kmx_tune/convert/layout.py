@@ -141,7 +141,7 @@ def plan_array(
     if layout == NO_CHANNEL_AXIS:
         if add_channel_axis:
             out = with_channel_axis(shape, to)
-            return make(ADD_CHANNEL_AXIS, f"grayscale {_fmt(shape)} -> {_fmt(out)}", out)
+            return make(ADD_CHANNEL_AXIS, f"-> {_fmt(out)}", out)
         return make(
             COPY,
             "3-D (N, H, W) has no channel axis: copied unchanged; "
@@ -152,7 +152,7 @@ def plan_array(
     perm = permutation(len(shape), to)
     out = transposed_shape(shape, to)
     if layout == other(to):
-        return make(TRANSPOSE, f"{layout} -> {to}", out, perm=perm)
+        return make(TRANSPOSE, f"-> {_fmt(out)}", out, perm=perm)
     if named:
         return make(
             TRANSPOSE, f"{layout} shape, named by --key: read as {other(to)}", out, perm=perm

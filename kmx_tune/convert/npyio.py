@@ -50,7 +50,10 @@ class NpyHeader:
 
     @property
     def dtype_str(self) -> str:
-        return self.dtype.str if self.dtype.fields is None else str(self.dtype)
+        """``uint8``, ``float32``; the byte-order code only where it is not native (``>f4``)."""
+        if self.dtype.fields is not None:
+            return str(self.dtype)
+        return self.dtype.name if self.dtype.isnative else self.dtype.str
 
 
 def header_length(prefix: bytes, where: str) -> tuple[tuple[int, int], int]:
