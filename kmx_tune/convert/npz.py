@@ -140,7 +140,8 @@ def read_members(path: Path, fd: int, size: int, be: Backend) -> list[Member]:
             _, hlen = header_length(prefix, mwhere)
             header = parse_header(_member_prefix(fd, data_offset, info, hlen, be, mwhere), mwhere)
             need = header.data_offset + header.nbytes
-            if need > info.file_size or (not_deflated(info) and need > info.compress_size):
+            too_big = need > info.file_size or (not_deflated(info) and need > info.compress_size)
+            if too_big and not header.dtype.hasobject:
                 raise FormatError(
                     f"{mwhere}: the header claims {need} bytes but the member holds "
                     f"{info.file_size}; the file is truncated or corrupt"
@@ -278,6 +279,60 @@ class InflateSource:
 
     def close(self) -> None:
         self._cached = None
+
+
+class CrcCheckedSource:
+    """A stored member's mapped data whose CRC is checked as the rows go by (rows are
+    read in order when the first axis stays first); :meth:`finish` compares it with
+    the zip directory. Otherwise one sequential pass checks it before conversion."""
+
+    def __init__(self, mapped: MappedSource, fd: int, m: Member, sequential: bool, where: str):
+        assert m.header is not None
+        self.raw_shape, self.dtype = mapped.raw_shape, mapped.dtype
+        self._mapped, self._fd, self._m, self._where = mapped, fd, m, where
+        self._data_end = m.data_offset + m.header.data_offset + m.header.nbytes
+        self._sequential = sequential and bool(self.raw_shape)
+        if self._sequential:
+            self._crc = crc32(os.pread(fd, m.header.data_offset, m.data_offset))
+            self._next = 0
+        else:
+            self._crc = _crc_range(fd, m.data_offset, self._data_end)
+            self._next = self.raw_shape[0] if self.raw_shape else 0
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        arr = self._mapped.rows(start, stop)
+        if self._sequential and stop > self._next:
+            fresh = self._mapped.rows(self._next, stop)
+            self._crc = crc32(fresh.reshape(-1).view(np.uint8), self._crc)
+            self._next = stop
+        return arr
+
+    def release(self) -> None:
+        self._mapped.release()
+
+    def finish(self) -> None:
+        total = self.raw_shape[0] if self.raw_shape else 0
+        if self._next < total:
+            self.rows(self._next, total)
+            self._mapped.release()
+        crc = _crc_range(
+            self._fd, self._data_end, self._m.data_offset + self._m.info.file_size, self._crc
+        )
+        if crc != self._m.info.CRC:
+            raise _corrupt(self._where, "CRC check failed")
+
+
+def _crc_range(fd: int, start: int, end: int, crc: int = 0) -> int:
+    buf = bytearray(min(max(end - start, 0), 8 << 20))
+    pos = start
+    while pos < end:
+        view = memoryview(buf)[: min(len(buf), end - pos)]
+        n = os.preadv(fd, [view], pos)
+        if n <= 0:
+            break
+        crc = crc32(view[:n], crc)
+        pos += n
+    return crc
 
 
 # ---------------------------------------------------------------------------------
@@ -452,7 +507,13 @@ def _changes(plan: L.ArrayPlan) -> bool:
 
 @contextlib.contextmanager
 def _open_source(
-    src_fd: int, m: Member, rperm: tuple[int, ...], be: Backend, final: Path, where: str
+    src_fd: int,
+    m: Member,
+    rperm: tuple[int, ...],
+    be: Backend,
+    final: Path,
+    where: str,
+    check: bool = True,
 ) -> Iterator[Any]:
     """A kernel Source for a member: mapped (stored), streamed (deflated), or inflated
     to an already-unlinked temp file beside the output (deflated, not streamable)."""
@@ -461,7 +522,14 @@ def _open_source(
     if not m.deflated:
         mapped = MappedSource(src_fd, m.data_offset + h.data_offset, h.raw_shape, h.dtype)
         try:
-            yield mapped
+            if check:
+                checked = CrcCheckedSource(
+                    mapped, src_fd, m, rperm[0] == 0 if rperm else True, where
+                )
+                yield checked
+                checked.finish()
+            else:
+                yield mapped
         finally:
             mapped.close()
         return
@@ -533,7 +601,8 @@ def convert_npz(src: Path, final: Path, opts: Options, progress: Progress | None
                 zout = ZipOut(sink)
                 for m, p in zip(members, plans):
                     if _changes(p):
-                        _write_converted(zout, fd, m, p, be, final, opts, advance)
+                        where = f"{src}[{m.info.filename}]"
+                        _write_converted(zout, fd, m, p, be, final, opts, advance, where)
                     else:
                         _copy_member(zout, fd, m)
                 zout.close()
@@ -584,10 +653,10 @@ def _write_converted(
     final: Path,
     opts: Options,
     advance: Any,
+    where: str,
 ) -> None:
     h = m.header
     assert h is not None
-    where = f"{m.info.filename} in the source"
     out_header = build_header(h.dtype, p.out_shape, h.fortran_order)
     usize = len(out_header) + h.nbytes
     rperm = _perms(h, p)
@@ -670,14 +739,14 @@ def verify_npz(
             if not o.deflated:
                 got = MappedSource(fd, o.data_offset + oh.data_offset, out_raw, h.dtype)
                 try:
-                    with _open_source(src_fd, m, rperm, be, final, where) as source:
+                    with _open_source(src_fd, m, rperm, be, final, where, False) as source:
                         verify_data(source, got, rperm, full=full, where=where)
                 finally:
                     got.close()
             elif full:
                 stream = InflateStream(fd, o.data_offset, o.info, be, where)
                 stream.read(oh.data_offset)
-                with _open_source(src_fd, m, rperm, be, final, where) as source:
+                with _open_source(src_fd, m, rperm, be, final, where, False) as source:
                     for block in source_blocks(source, rperm, 8 << 20):
                         expect = np.ascontiguousarray(block).reshape(-1).view(np.uint8)
                         if not np.array_equal(stream.read(expect.size), expect):
