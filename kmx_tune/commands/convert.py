@@ -211,7 +211,9 @@ def _render(results: list[FileResult]) -> None:
         elif r.status == NOTHING_TO_DO:
             out.print(f"[yellow]-[/yellow] {r.path}: nothing to convert, no file written")
         rows = [("array", "shape", "dtype", "layout", "action", "what happens")]
-        rows += [(a.name, str(tuple(a.shape)), a.dtype, a.layout, a.action, a.note) for a in r.arrays]
+        rows += [
+            (a.name, str(tuple(a.shape)), a.dtype, a.layout, a.action, a.note) for a in r.arrays
+        ]
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         for i, row in enumerate(rows):
             line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[5]

@@ -34,6 +34,11 @@ class Backend:
     module: ModuleType
     level: int
 
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:
+        """What the library raises on corrupt deflate data."""
+        return (zlib.error, getattr(self.module, "error", zlib.error))
+
 
 def _load(name: str) -> Backend | None:
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import math
 import struct
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,7 +83,9 @@ def parse_header(data: bytes, where: str) -> NpyHeader:
     start = 10 if version[0] == 1 else 12
     try:
         text = data[start:offset].decode("utf-8" if version[0] == 3 else "latin-1")
-        d = ast.literal_eval(text)
+        with warnings.catch_warnings():  # odd escapes in a corrupt header warn; we refuse it
+            warnings.simplefilter("ignore")
+            d = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, UnicodeDecodeError):
         raise FormatError(f"{where}: .npy header is not a valid dict literal") from None
     if not isinstance(d, dict) or set(d) != {"descr", "fortran_order", "shape"}:

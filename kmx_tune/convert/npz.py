@@ -18,7 +18,6 @@ import os
 import struct
 import time
 import zipfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +124,8 @@ def read_members(path: Path, fd: int, size: int, be: Backend) -> list[Member]:
                 f"{mwhere}: compression method {info.compress_type} is not supported "
                 "(only stored and deflated, as numpy writes)"
             )
+        if not 0 <= info.header_offset <= size - _LOCAL.size:
+            raise _corrupt(mwhere, "the member's offset lies outside the file")
         local = os.pread(fd, _LOCAL.size, info.header_offset)
         if len(local) < _LOCAL.size or _LOCAL.unpack(local)[0] != _LOCAL_SIG:
             raise _corrupt(mwhere, "bad local zip header")
@@ -172,11 +173,7 @@ def _member_prefix(
             out += d.decompress(data, n - len(out))
             if d.eof:
                 break
-    except zlib.error as exc:
-        raise _corrupt(where, f"cannot inflate the member ({exc})") from None
-    except Exception as exc:  # isal and zlib-ng raise their own error classes
-        if type(exc).__name__ != "error":
-            raise
+    except be.errors as exc:
         raise _corrupt(where, f"cannot inflate the member ({exc})") from None
     return out[:n]
 
@@ -189,6 +186,7 @@ class InflateStream:
         self._fd, self._pos, self._end = fd, offset, offset + info.compress_size
         self._info, self._where = info, where
         self._d: Any = inflater(be)
+        self._errors = be.errors
         self._buf = np.empty(8 << 20, np.uint8)
         self._lo = self._hi = 0
         self._crc = 0
@@ -207,9 +205,7 @@ class InflateStream:
             self._pos += len(data)
         try:
             out = self._d.decompress(data, _INFLATE_OUT)
-        except Exception as exc:  # zlib.error, or isal's / zlib-ng's own error class
-            if type(exc).__name__ != "error":
-                raise
+        except self._errors as exc:
             raise _corrupt(self._where, f"cannot inflate the member ({exc})") from None
         self._crc = crc32(out, self._crc)
         self._total += len(out)
