@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from kmx_tune.convert import layout as L
-from kmx_tune.convert.kernel import CHUNK_BYTES, MappedSource, raw_permutation, source_blocks
+from kmx_tune.convert.kernel import (
+    CHUNK_BYTES,
+    MappedSource,
+    copy_block,
+    raw_permutation,
+    source_blocks,
+)
 from kmx_tune.convert.npyio import (
     PREFIX_LEN,
     FormatError,
@@ -226,7 +232,7 @@ def _convert_npy(src: Path, final: Path, opts: Options, progress: Progress | Non
                 for block in source_blocks(source, rperm, opts.chunk_bytes):
                     n = block.nbytes
                     dst = np.frombuffer(sink.reserve(n), header.dtype).reshape(block.shape)
-                    np.copyto(dst, block)
+                    copy_block(dst, block)
                     del dst
                     sink.commit(n)
                     done += n

@@ -13,6 +13,7 @@ import math
 import mmap
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -91,6 +92,29 @@ def source_blocks(src: Source, rperm: tuple[int, ...], chunk_bytes: int) -> Iter
             index = (*lead, slice(start, stop))
         yield view[index]
         src.release()
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def copy_block(dst: np.ndarray, block: np.ndarray) -> None:
+    """``dst[...] = block`` on all cores: the strided copy of a transpose is the CPU
+    cost of a conversion (numpy releases the GIL while it copies)."""
+    global _POOL
+    workers = min(4, os.cpu_count() or 1)
+    axis = 0 if block.ndim and block.shape[0] > 1 else (1 if block.ndim > 1 else -1)
+    if workers < 2 or axis < 0 or block.nbytes < (1 << 20) or block.dtype.hasobject:
+        np.copyto(dst, block)
+        return
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kmx-copy")
+    n = block.shape[axis]
+    bounds = [n * i // workers for i in range(workers + 1)]
+    lead: tuple[slice, ...] = (slice(None),) * axis
+    parts = [lead + (slice(a, b),) for a, b in zip(bounds, bounds[1:]) if b > a]
+    futures = [_POOL.submit(np.copyto, dst[part], block[part]) for part in parts]
+    for f in futures:
+        f.result()
 
 
 class MappedSource:

@@ -41,7 +41,7 @@ from kmx_tune.convert.core import (
     verify_data,
 )
 from kmx_tune.convert.deflate import Backend, backend, crc32, deflate_chunks, inflater
-from kmx_tune.convert.kernel import MappedSource, raw_permutation, source_blocks
+from kmx_tune.convert.kernel import MappedSource, copy_block, raw_permutation, source_blocks
 from kmx_tune.convert.npyio import (
     PREFIX_LEN,
     FormatError,
@@ -69,6 +69,7 @@ _U32 = 0xFFFFFFFF
 _ZIP64_AT = 0xF0000000  # deflate can grow incompressible data a little: switch to zip64 early
 _INFLATE_IN = 1 << 20
 _INFLATE_OUT = 4 << 20
+_DEFLATE_CHUNK = 4 << 20
 _STREAM_ROW_LIMIT = 32 << 20  # larger rows (or Fortran order) are inflated to a temp file first
 
 _ZIP_ERRORS = (
@@ -665,7 +666,7 @@ def _write_converted(
             for block in source_blocks(source, rperm, opts.chunk_bytes):
                 n = block.nbytes
                 view = sink.reserve(n)
-                np.copyto(np.frombuffer(view, h.dtype).reshape(block.shape), block)
+                copy_block(np.frombuffer(view, h.dtype).reshape(block.shape), block)
                 crc = crc32(view, crc)
                 view.release()
                 sink.commit(n)
@@ -677,7 +678,8 @@ def _write_converted(
 
         def chunks() -> Iterator[bytes | memoryview]:
             yield out_header
-            for block in source_blocks(source, rperm, opts.chunk_bytes):
+            # smaller pieces for the deflate threads: several are in flight at once
+            for block in source_blocks(source, rperm, min(opts.chunk_bytes, _DEFLATE_CHUNK)):
                 owned = np.array(block, order="C", copy=True).reshape(-1).view(np.uint8)
                 state["crc"] = crc32(owned, state["crc"])
                 advance(owned.size)
