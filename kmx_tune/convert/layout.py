@@ -154,9 +154,8 @@ def plan_array(
     if layout == other(to):
         return make(TRANSPOSE, f"-> {_fmt(out)}", out, perm=perm)
     if named:
-        return make(
-            TRANSPOSE, f"{layout} shape, named by --key: read as {other(to)}", out, perm=perm
-        )
+        note = f"-> {_fmt(out)}; {layout} shape named by --key, read as {other(to)}"
+        return make(TRANSPOSE, note, out, perm=perm)
     if layout == AMBIGUOUS:
         why = (
             f"ambiguous: axis 1 ({shape[1]}) and the last axis ({shape[-1]}) both look like "
