@@ -107,7 +107,8 @@ def test_parse_header_fuzz(data: bytes) -> None:
     assert isinstance(h, NpyHeader) and all(n >= 0 for n in h.shape)
 
 
-_DIR = Path(tempfile.mkdtemp(prefix="kmx-fuzz-"))
+_TMP = tempfile.TemporaryDirectory(prefix="kmx-fuzz-")  # removed when the test run ends
+_DIR = Path(_TMP.name)
 
 
 def _convert(data: bytes, suffix: str) -> None:
