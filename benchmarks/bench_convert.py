@@ -1,0 +1,183 @@
+"""Benchmark `kmx-tune convert` against the naive numpy way and against `cp`.
+
+Each method runs in its own child process, which times only the work (not Python's
+start-up) and reports its own peak RSS. Every method ends with an fsync of its
+output; `sync` runs between methods; methods alternate, round after round, and
+the figures are medians of per-round ratios, so a noisy disk hits all alike.
+
+    python benchmarks/bench_convert.py                      # 256 MB and 1 GB, 3 rounds
+    python benchmarks/bench_convert.py --sizes 64 --compressed-mb 50 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CHILD = r"""
+import json, os, resource, subprocess, sys, time
+method, src, dst = sys.argv[1:4]
+import numpy as np
+
+def fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+
+if method == "kmx":
+    from kmx_tune.convert import convert_file
+t = time.perf_counter()
+if method == "cp":
+    subprocess.run(["cp", src, dst], check=True)
+    fsync(dst)
+elif method == "naive_npy":
+    # the guide's way: the whole array in memory, transposed into a second copy
+    np.save(dst, np.ascontiguousarray(np.load(src).transpose(0, 3, 1, 2)))
+    fsync(dst)
+elif method in ("naive_npz", "naive_npz_compressed"):
+    with np.load(src) as d:
+        arrays = {
+            k: np.ascontiguousarray(d[k].transpose(0, 3, 1, 2)) if d[k].ndim == 4 else d[k]
+            for k in d.files
+        }
+    (np.savez_compressed if method.endswith("compressed") else np.savez)(dst, **arrays)
+    fsync(dst)
+elif method == "kmx":
+    convert_file(src, dst)
+else:
+    raise SystemExit("unknown method " + method)
+seconds = time.perf_counter() - t
+rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "rss_mb": rss_mb}))
+"""
+
+
+def run(method: str, src: Path, dst: Path) -> dict[str, float]:
+    dst.unlink(missing_ok=True)
+    subprocess.run(["sync"], check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, method, str(src), str(dst)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    dst.unlink(missing_ok=True)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def make_inputs(folder: Path, mb: int, compressed_mb: int) -> dict[str, Path]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = max(1, mb * 1_000_000 // (96 * 96 * 3))
+    x = rng.integers(0, 256, (n, 96, 96, 3), dtype=np.uint8)
+    files = {"npy": folder / f"x{mb}.npy", "npz": folder / f"x{mb}.npz"}
+    np.save(files["npy"], x)
+    np.savez(files["npz"], x=x, y=np.arange(n))
+    del x
+    if compressed_mb:
+        # image-like: smooth shapes on a dark background, some noise; compresses ~3:1
+        n = max(1, compressed_mb * 1_000_000 // (96 * 96 * 3))
+        yy, xx = np.mgrid[:96, :96]
+        base = ((np.sin(yy / 9.0) + np.cos(xx / 13.0)) * 50 + 100).astype(np.uint8)
+        z = np.empty((n, 96, 96, 3), np.uint8)
+        for i in range(0, n, 1000):
+            k = min(1000, n - i)
+            noise = rng.integers(0, 24, (k, 96, 96, 3), dtype=np.uint8)
+            z[i : i + k] = base[None, :, :, None] // 2 + noise
+            z[i : i + k, :20] = 0
+        files["npz_compressed"] = folder / f"z{compressed_mb}.npz"
+        np.savez_compressed(files["npz_compressed"], x=z, y=np.arange(n))
+    return files
+
+
+def make_inputs_in_child(folder: Path, mb: int, compressed_mb: int) -> dict[str, Path]:
+    """Linux keeps a process's peak RSS across fork and exec: build the big arrays in a
+    child, so the children that are measured start from a small parent."""
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import bench_convert as b; "
+        "from pathlib import Path; "
+        "print(json.dumps({k: str(v) for k, v in "
+        "b.make_inputs(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])).items()}))"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(Path(__file__).parent),
+            str(folder),
+            str(mb),
+            str(compressed_mb),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return {k: Path(v) for k, v in json.loads(out).items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument(
+        "--sizes", default="256,1024", help="uncompressed sizes in MB (default 256,1024)"
+    )
+    ap.add_argument("--compressed-mb", type=int, default=100, help="compressed case, MB of data")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--dir", default=None, help="where to put the files (default: a temp folder)")
+    args = ap.parse_args()
+    base = Path(args.dir or tempfile.mkdtemp(prefix="kmx-bench-"))
+    base.mkdir(parents=True, exist_ok=True)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    rows = []
+    for i, mb in enumerate(sizes):
+        files = make_inputs_in_child(base, mb, args.compressed_mb if i == 0 else 0)
+        for kind, src in files.items():
+            naive = "naive_npy" if kind == "npy" else f"naive_{kind}"
+            methods = ["kmx", naive] if kind == "npz_compressed" else ["cp", "kmx", naive]
+            times: dict[str, list[float]] = {m: [] for m in methods}
+            rss: dict[str, float] = {m: 0.0 for m in methods}
+            for r in range(args.rounds):
+                order = methods[r % len(methods) :] + methods[: r % len(methods)]
+                for m in order:
+                    res = run(m, src, base / f"out{src.suffix}")
+                    times[m].append(res["seconds"])
+                    rss[m] = max(rss[m], res["rss_mb"])
+            ratio_naive = statistics.median(n / k for n, k in zip(times[naive], times["kmx"]))
+            row = {
+                "file": kind,
+                "size_mb": round(src.stat().st_size / 1e6),
+                "kmx_s": round(statistics.median(times["kmx"]), 2),
+                "naive_s": round(statistics.median(times[naive]), 2),
+                "naive_over_kmx": round(ratio_naive, 2),
+                "kmx_rss_mb": round(rss["kmx"]),
+                "naive_rss_mb": round(rss[naive]),
+            }
+            if "cp" in times:
+                row["cp_s"] = round(statistics.median(times["cp"]), 2)
+                row["kmx_over_cp"] = round(
+                    statistics.median(k / c for k, c in zip(times["kmx"], times["cp"])), 2
+                )
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            src.unlink()
+    print()
+    print("| file | size | cp+fsync | kmx | naive | naive/kmx | kmx/cp | kmx RSS | naive RSS |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['file']} | {r['size_mb']} MB | {r.get('cp_s', '-')} s | {r['kmx_s']} s | "
+            f"{r['naive_s']} s | {r['naive_over_kmx']}x | {r.get('kmx_over_cp', '-')}"
+            f"{'x' if 'kmx_over_cp' in r else ''} | {r['kmx_rss_mb']} MB | {r['naive_rss_mb']} MB |"
+        )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

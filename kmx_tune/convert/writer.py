@@ -1,0 +1,278 @@
+"""Writing the output: past the page cache where the filesystem allows, into a
+temporary file that becomes the output only once it is complete and on disk.
+
+``DirectSink`` fills page-aligned buffers (mmap-allocated) and hands each full one
+to a writer thread, so the transpose of the next chunk overlaps the write of the
+last. Writes go through ``O_DIRECT`` in multiples of 4096 bytes; the unaligned tail
+of a buffer moves to the front of the next, and the last block is padded and cut
+back with ``ftruncate``. Where ``O_DIRECT`` is refused (tmpfs, some network
+filesystems) the same writes go through the page cache instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import mmap
+import os
+import queue
+import secrets
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from kmx_tune.errors import KmxError
+
+BLOCK = 4096  # O_DIRECT alignment that every Linux block device accepts
+TEMP_MARK = ".kmx-tmp-"
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+
+
+class DiskFullError(KmxError):
+    pass
+
+
+def _disk_full(path: Path) -> DiskFullError:
+    return DiskFullError(
+        f"{path.parent}: no space left on the device; nothing was written and the source is "
+        "untouched; free some space or write elsewhere with -o"
+    )
+
+
+class DirectSink:
+    """A write-only byte stream onto ``fd`` (opened by the caller, position 0)."""
+
+    def __init__(self, fd: int, path: Path, chunk_bytes: int, direct: bool = True) -> None:
+        self.fd = fd
+        self.path = path
+        self.direct = False
+        if direct and _O_DIRECT:
+            try:
+                flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+                fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT)
+                self.direct = True
+            except OSError:  # the filesystem does not do O_DIRECT at all
+                self.direct = False
+        self.chunk = max(BLOCK, -(-chunk_bytes // BLOCK) * BLOCK)
+        self._size = self.chunk + 2 * BLOCK  # a chunk plus the carried unaligned tail
+        self._free: queue.Queue[mmap.mmap] = queue.Queue()
+        for _ in range(2):
+            self._free.put(mmap.mmap(-1, self._size))
+        self._jobs: queue.Queue[tuple[mmap.mmap, int, int] | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write_loop, name="kmx-writer", daemon=True)
+        self._thread.start()
+        self._buf = self._free.get()
+        self._fill = 0  # bytes in self._buf
+        self._offset = 0  # file offset of self._buf[0]
+        self.written = 0  # bytes accepted so far (the final file size)
+
+    # -- producer side -------------------------------------------------------------
+    def reserve(self, n: int) -> memoryview:
+        """Room for ``n`` bytes (at most ``chunk_bytes``) to fill in place; then :meth:`commit`."""
+        if n > self.chunk:
+            raise ValueError("reserve() larger than the chunk size")
+        if self._fill + n > self._size:
+            self._hand_off()
+        return memoryview(self._buf)[self._fill : self._fill + n]
+
+    def commit(self, n: int) -> None:
+        self._fill += n
+        self.written += n
+        if self._fill >= self.chunk:
+            self._hand_off()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        while view.nbytes:
+            n = min(view.nbytes, self.chunk)
+            self.reserve(n)[:] = view[:n]
+            self.commit(n)
+            view = view[n:]
+
+    def close(self) -> int:
+        """Write everything out, wait for it, fsync. Returns the file size."""
+        tail = self._fill
+        if tail:
+            padded = -(-tail // BLOCK) * BLOCK
+            self._buf[tail:padded] = bytes(padded - tail)
+            self._jobs.put((self._buf, padded, self._offset))
+        else:
+            self._free.put(self._buf)
+        self._jobs.put(None)
+        self._thread.join()
+        self._raise_if_failed()
+        if tail:
+            os.ftruncate(self.fd, self.written)
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            self._raise_os(exc)
+        return self.written
+
+    def abort(self) -> None:
+        """Stop the writer thread after a failure (the caller removes the file)."""
+        self._jobs.put(None)
+        self._thread.join()
+
+    # -- internals -----------------------------------------------------------------
+    def _hand_off(self) -> None:
+        self._raise_if_failed()
+        aligned = self._fill - self._fill % BLOCK
+        if aligned == 0:
+            return
+        nxt = self._free.get()
+        tail = self._fill - aligned
+        nxt[:tail] = self._buf[aligned : self._fill]
+        self._jobs.put((self._buf, aligned, self._offset))
+        self._buf, self._fill, self._offset = nxt, tail, self._offset + aligned
+
+    def _write_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            buf, n, offset = job
+            try:
+                if self._error is None:
+                    self._pwrite_all(buf, n, offset)
+            except BaseException as exc:  # handed to the producer, which raises it
+                self._error = exc
+            finally:
+                self._free.put(buf)
+
+    def _pwrite_all(self, buf: mmap.mmap, n: int, offset: int) -> None:
+        view = memoryview(buf)
+        done = 0
+        while done < n:
+            try:
+                done += os.pwrite(self.fd, view[done:n], offset + done)
+            except OSError as exc:
+                if exc.errno == errno.EINVAL and self.direct:
+                    # O_DIRECT opened but the write was refused: go through the page cache
+                    flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+                    fcntl.fcntl(self.fd, fcntl.F_SETFL, flags & ~_O_DIRECT)
+                    self.direct = False
+                    continue
+                raise
+        view.release()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            if isinstance(self._error, OSError):
+                self._raise_os(self._error)
+            raise self._error
+
+    def _raise_os(self, exc: OSError) -> None:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(self.path) from None
+        raise KmxError(f"{self.path}: cannot write: {exc.strerror}") from None
+
+
+def temp_name(final: Path) -> Path:
+    return final.with_name(f".{final.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def clean_stale_temps(final: Path) -> list[Path]:
+    """Remove temporary files that an interrupted run left for this output.
+
+    Only names this module makes (``.NAME.kmx-tmp-PID-XXXXXXXX``) whose process is
+    gone are removed; a run still in progress keeps its file."""
+    removed: list[Path] = []
+    prefix = f".{final.name}{TEMP_MARK}"
+    with contextlib.suppress(OSError):
+        for entry in final.parent.iterdir():
+            if not entry.name.startswith(prefix):
+                continue
+            pid_text = entry.name[len(prefix) :].split("-", 1)[0]
+            if not pid_text.isdigit() or _alive(int(pid_text)):
+                continue
+            with contextlib.suppress(OSError):
+                entry.unlink()
+                removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_free_space(folder: Path, need: int) -> None:
+    free = shutil.disk_usage(folder).free
+    # keep a margin: filesystems need some blocks for their own metadata
+    if need + (1 << 20) > free:
+        raise DiskFullError(
+            f"{folder}: needs {need / 1e6:.1f} MB free, has {free / 1e6:.1f} MB; "
+            "nothing was written; free some space or write elsewhere with -o"
+        )
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems do not fsync directories; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class TempFile:
+    path: Path
+    fd: int
+
+
+@contextlib.contextmanager
+def temp_output(final: Path) -> Iterator[TempFile]:
+    """A temporary file beside ``final``; removed on any failure, kept on success
+    (the caller publishes it with :func:`publish`)."""
+    tmp = temp_name(final)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(final) from None
+        raise KmxError(f"{final.parent}: cannot create the output there: {exc.strerror}") from None
+    handle = TempFile(tmp, fd)
+    ok = False
+    try:
+        yield handle
+        ok = True
+    finally:
+        if handle.fd >= 0:
+            os.close(handle.fd)
+            handle.fd = -1
+        if not ok:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def publish(tmp: Path, final: Path, overwrite: bool) -> None:
+    """Give the complete, synced temporary file its final name, atomically."""
+    if not overwrite:
+        try:
+            # a hard link fails if the name exists: no window in which we could clobber it
+            os.link(tmp, final)
+        except FileExistsError:
+            raise KmxError(f"{final} exists; pass --force to overwrite it") from None
+        except OSError:  # no hard links here (some network and FAT filesystems)
+            if final.exists():
+                raise KmxError(f"{final} exists; pass --force to overwrite it") from None
+            os.replace(tmp, final)
+        else:
+            tmp.unlink()
+    else:
+        os.replace(tmp, final)
+    fsync_dir(final.parent)

@@ -1,0 +1,196 @@
+"""Never lose data: kill -9 at random moments, full disks, stale temporary files."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kmx_tune.convert import convert_file, writer
+from kmx_tune.convert.writer import TEMP_MARK, DiskFullError
+from kmx_tune.errors import KmxError
+
+
+def sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def temps(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if TEMP_MARK in p.name]
+
+
+def start(args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "kmx_tune", "convert", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(("kind", "kills"), [("npy", 14), ("npz", 6), ("npz_compressed", 4)])
+def test_kill_9_at_random_moments(tmp_path: Path, kind: str, kills: int) -> None:
+    """24 kills in all. After each: the source is byte-identical, and the final name
+    is absent or holds the complete, correct output. The next run cleans up."""
+    work = tmp_path / "w"
+    work.mkdir()
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 255, (2600 if kind != "npz_compressed" else 700, 96, 96, 3), np.uint8)
+    if kind == "npy":
+        src = work / "x.npy"
+        np.save(src, x)
+    else:
+        src = work / "x.npz"
+        (np.savez_compressed if kind == "npz_compressed" else np.savez)(src, x=x, y=np.arange(9))
+    final = work / f"x.channels_first{src.suffix}"
+    src_sha = sha(src)
+    # a reference run, timed, to aim the kills across the whole conversion
+    t0 = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "kmx_tune", "convert", str(src)], check=True, capture_output=True
+    )
+    duration = time.monotonic() - t0
+    good_sha = sha(final)
+    random.seed(kind)
+    completed = 0
+    for _ in range(kills):
+        final.unlink(missing_ok=True)
+        proc = start([str(src)])
+        time.sleep(random.uniform(0.0, duration * 1.1))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert sha(src) == src_sha
+        if final.exists():
+            assert sha(final) == good_sha
+            completed += 1
+    assert completed < kills  # most kills landed mid-way
+    # the next run removes what the killed runs left behind, and says so
+    final.unlink(missing_ok=True)
+    left = temps(work)
+    result = convert_file(src)
+    assert sorted(result.removed_temps) == sorted(str(p) for p in left)
+    assert temps(work) == [] and sha(final) == good_sha and sha(src) == src_sha
+
+
+def test_kill_9_in_place(tmp_path: Path) -> None:
+    """With --in-place the source is either the old file or the whole new one."""
+    work = tmp_path / "w"
+    work.mkdir()
+    x = np.random.default_rng(3).integers(0, 255, (2000, 64, 64, 3), np.uint8)
+    src = work / "x.npy"
+    np.save(src, x)
+    old = sha(src)
+    ref = work / "ref.npy"
+    convert_file(src, ref)
+    new = sha(ref)
+    ref.unlink()
+    random.seed(1)
+    for _ in range(6):
+        proc = start([str(src), "--in-place"])
+        time.sleep(random.uniform(0.0, 1.2))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert sha(src) in (old, new)
+        if sha(src) == new:
+            np.save(src, x)
+
+
+@contextlib.contextmanager
+def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    folder.mkdir()
+    try:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+            check=True,
+            capture_output=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("cannot mount a tmpfs here (needs root); the ENOSPC seam test still runs")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("kind", ["npy", "npz_compressed"])
+def test_full_disk_is_refused_up_front(tmp_path: Path, kind: str) -> None:
+    x = np.random.default_rng(0).integers(0, 255, (200, 64, 64, 3), np.uint8)  # 2.4 MB
+    src = tmp_path / ("x.npy" if kind == "npy" else "x.npz")
+    if kind == "npy":
+        np.save(src, x)
+    else:
+        np.savez_compressed(src, x=x)
+    before = sha(src)
+    with small_tmpfs(tmp_path / "small", "2m") as small:
+        with pytest.raises(DiskFullError, match="needs .* MB free, has .* MB; nothing was written"):
+            convert_file(src, small / f"x.channels_first{src.suffix}")
+        assert list(small.iterdir()) == []
+    assert sha(src) == before
+
+
+@pytest.mark.parametrize("kind", ["npy", "npz", "npz_compressed"])
+def test_disk_filling_up_mid_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The free-space check passed, then the disk filled up (another writer, a wrong
+    estimate): the real ENOSPC from a full tmpfs gives a clear error, no output."""
+    x = np.random.default_rng(0).integers(0, 255, (300, 64, 64, 3), np.uint8)  # 3.7 MB
+    src = tmp_path / ("x.npy" if kind == "npy" else "x.npz")
+    if kind == "npy":
+        np.save(src, x)
+    else:
+        (np.savez if kind == "npz" else np.savez_compressed)(src, x=x)
+    before = sha(src)
+    monkeypatch.setattr("kmx_tune.convert.core.check_free_space", lambda *a: None)
+    monkeypatch.setattr("kmx_tune.convert.npz.check_free_space", lambda *a: None)
+    with small_tmpfs(tmp_path / "small", "2m") as small:
+        with pytest.raises(DiskFullError, match="no space left on the device"):
+            convert_file(src, small / f"x.channels_first{src.suffix}", chunk_bytes=256 << 10)
+        assert list(small.iterdir()) == []
+    assert sha(src) == before
+
+
+def test_enospc_at_the_write_seam(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs everywhere (no mount needed): ENOSPC from the write call itself."""
+    x = np.random.default_rng(0).integers(0, 255, (300, 32, 32, 3), np.uint8)
+    src = tmp_path / "x.npy"
+    np.save(src, x)
+    real = os.pwrite
+    calls = {"n": 0}
+
+    def failing_pwrite(fd: int, data: memoryview, offset: int) -> int:
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(writer.os, "pwrite", failing_pwrite)
+    with pytest.raises(KmxError, match="no space left"):
+        convert_file(src, chunk_bytes=64 << 10)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".npy") == ["x.npy"]
+    assert temps(tmp_path) == []
+
+
+def test_stale_temps_of_live_processes_are_kept(tmp_path: Path) -> None:
+    final = tmp_path / "x.channels_first.npy"
+    mine = tmp_path / f".{final.name}{TEMP_MARK}{os.getpid()}-abcd1234"
+    dead = tmp_path / f".{final.name}{TEMP_MARK}999999999-abcd1234"
+    other = tmp_path / ".unrelated.kmx-tmp-1-x"
+    for p in (mine, dead, other):
+        p.write_bytes(b"partial")
+    assert writer.clean_stale_temps(final) == [dead]
+    assert mine.exists() and other.exists() and not dead.exists()
