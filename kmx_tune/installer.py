@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from packaging.version import InvalidVersion, Version
 
@@ -28,6 +29,9 @@ from kmx_tune.target import (
     normalize,
     run_in_target,
 )
+
+if TYPE_CHECKING:
+    from kmx_tune.hardware import HardwareProfile
 
 # pip prints these (inside its retry warnings) when it cannot reach an index at all.
 _OFFLINE_MARKERS = (
@@ -167,9 +171,13 @@ def pip_list(python: str) -> dict[str, Distribution]:
 
 
 def _offline_reason(output: str) -> str | None:
+    """What kept pip from reaching an index ("Connection refused at 127.0.0.1:9"), or None."""
     for marker in _OFFLINE_MARKERS:
         if marker in output:
-            return marker
+            where = re.search(r"Could not fetch URL (\w+://[^/\s]+)", output) or re.search(
+                r"HTTPS?ConnectionPool\(host='([^']+)'", output
+            )
+            return f"{marker} at {where.group(1)}" if where else marker
     return None
 
 
@@ -258,6 +266,80 @@ def make_plan(
     )
 
 
+def plan_install(
+    target: TargetInfo,
+    hw: HardwareProfile,
+    *,
+    flavor: str | None = None,
+    version: str | None = None,
+    cpu_only: bool = False,
+) -> InstallPlan:
+    """The plan from the advisor for *hw* and the target's Python, unless ``--flavor``
+    or ``--version`` overrides it. Pure. UsageError for an unknown flavor."""
+    from kmx_tune.flavors import get_flavor, recommend, requirements_for
+
+    advice = recommend(hw, (target.version[0], target.version[1]), cpu_only=cpu_only)
+    if flavor is None and version is None:
+        chosen = get_flavor(advice.package)
+        return make_plan(
+            target,
+            package=advice.package,
+            version=advice.version,
+            requirements=advice.requirements,
+            reasons=advice.reasons,
+            warnings=advice.warnings,
+            gpu=advice.gpu,
+            expect_mkldnn=expects_mkldnn(chosen.mkl, chosen.onednn, advice.version),
+            build_from_source=advice.build_from_source,
+        )
+    chosen = get_flavor(flavor) if flavor is not None else get_flavor(advice.package)
+    if cpu_only and chosen.cuda is not None:
+        raise UsageError(
+            f"--cpu and --flavor {chosen.name} (a CUDA {chosen.cuda} build) contradict each "
+            "other; drop one of them"
+        )
+    release = version or chosen.newest
+    reasons: list[str] = []
+    warnings: list[str] = []
+    if flavor is not None:
+        reasons.append(f"{chosen.name}: given with --flavor")
+    else:
+        reasons.extend(advice.reasons)
+    reasons.append(
+        f"version {release}: given with --version"
+        if version is not None
+        else f"version {release}: the newest {chosen.name} release"
+    )
+    if chosen.name == advice.package:
+        warnings.extend(advice.warnings)
+    else:
+        why = advice.reasons[0] if advice.reasons else ""
+        warnings.append(
+            f"the advice for this machine is {advice.package}=={advice.version}"
+            + (f" ({why})" if why else "")
+        )
+    return make_plan(
+        target,
+        package=chosen.name,
+        version=release,
+        requirements=requirements_for(chosen.name, release),
+        reasons=reasons,
+        warnings=warnings,
+        gpu=chosen.cuda is not None,
+        expect_mkldnn=expects_mkldnn(chosen.mkl, chosen.onednn, release),
+        build_from_source=advice.build_from_source if chosen.name == advice.package else None,
+    )
+
+
+def expects_mkldnn(mkl_variant: bool, onednn_in_newest: bool, version: str) -> bool:
+    """Whether this release of a flavor has MKL-DNN built in: the "-mkl" variants
+    always; plain and CUDA builds from 1.7.0 on (MXNet NEWS.md, 1.7.0); never
+    mxnet-native (the flavor's ``onednn`` is False)."""
+    if mkl_variant:
+        return True
+    return onednn_in_newest and _release(version) >= (1, 7)
+
+
 def _release(version: str) -> tuple[int, ...]:
     """(1, 8) for "1.8.0.post0": mxnet reports 1.8.0 for the wheel 1.8.0.post0."""
     try:
@@ -276,7 +358,8 @@ def served_versions(python: str, package: str, pip: PipOptions) -> tuple[str, ..
     """The versions of *package* that pip would install into *python* (its Python and
     platform), newest first, from ``pip index versions``. None when this pip has no
     ``index`` command. Raises OfflineError / NotServedError."""
-    run = run_pip(python, ["index", "versions", package, *pip.args()])
+    # -vv: with retries off, pip logs why it could not fetch an index page only at debug level
+    run = run_pip(python, ["index", "versions", "-vv", package, *pip.args()])
     if not run.ok and any(marker in run.output for marker in _NO_INDEX_COMMAND):
         return None
     offline = _offline_reason(run.output)
@@ -294,7 +377,16 @@ def served_versions(python: str, package: str, pip: PipOptions) -> tuple[str, ..
 def _download(python: str, requirement: str, dest: str, pip: PipOptions) -> PipRun:
     return run_pip(
         python,
-        ["download", "--no-deps", "--only-binary=:all:", "--dest", dest, requirement, *pip.args()],
+        [
+            "download",
+            "-vv",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--dest",
+            dest,
+            requirement,
+            *pip.args(),
+        ],
     )
 
 
@@ -310,7 +402,7 @@ def check_available(plan: InstallPlan, pip: PipOptions) -> None:
         with tempfile.TemporaryDirectory(prefix="kmx-tune-check-") as tmp:
             run = _download(plan.python, plan.requirement, tmp, pip)
         if run.ok:
-            return
+            return _check_wheels(plan, pip, plan.requirements[1:], where)
         offline = _offline_reason(run.output)
         if offline:
             raise OfflineError(
@@ -330,6 +422,29 @@ def check_available(plan: InstallPlan, pip: PipOptions) -> None:
     if not any(v == plan.version or (wanted and _same(v, wanted)) for v in versions):
         shown = ", ".join(versions[:8]) + (", ..." if len(versions) > 8 else "")
         raise NotServedError(f"{plan.requirement} is not served for {where}; available: {shown}")
+    _check_wheels(plan, pip, plan.requirements[1:], where)
+
+
+def _check_wheels(
+    plan: InstallPlan, pip: PipOptions, requirements: Sequence[str], where: str
+) -> None:
+    """The other requirements (numpy<1.24) need a wheel too: numpy 1.23 has none for
+    Python 3.12 and newer, and building it from source there fails."""
+    for requirement in requirements:
+        with tempfile.TemporaryDirectory(prefix="kmx-tune-check-") as tmp:
+            run = _download(plan.python, requirement, tmp, pip)
+        if run.ok:
+            continue
+        offline = _offline_reason(run.output)
+        if offline:
+            raise OfflineError(
+                f"offline: pip cannot reach the package index ({offline}); "
+                + offline_hint(plan.python, plan.requirement)
+            )
+        raise NotServedError(
+            f"{requirement} (which {plan.requirement} needs) has no wheel for {where} "
+            f"({run.error_line()}); use a Python that has one (3.11 or older)"
+        )
 
 
 def _same(text: str, wanted: Version) -> bool:
