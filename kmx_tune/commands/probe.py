@@ -1,0 +1,104 @@
+"""``kmx-tune probe``: show the CPU and NVIDIA GPUs, or save them as a JSON profile.
+
+Only click is imported at module level; the probe and rich load inside the command."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from kmx_tune.flavors import Recommendation
+    from kmx_tune.hardware import HardwareProfile
+
+
+@click.command("probe")
+@click.option("--json", "as_json", is_flag=True, help="Write the hardware profile as JSON.")
+@click.option(
+    "--hardware",
+    "hardware_file",
+    type=click.Path(dir_okay=False),
+    help="Show a saved profile (from `kmx-tune probe --json`) instead of probing.",
+)
+@click.option("--no-cache", is_flag=True, help="Probe the CPU again instead of using the cache.")
+def probe(as_json: bool, hardware_file: str | None, no_cache: bool) -> None:
+    """Show the CPU (vendor, ISA flags, cores, cgroup quota), the NVIDIA driver and
+    each GPU's compute capability, and the MXNet flavor that fits them.
+
+    `--json` writes a profile that every command taking `--hardware FILE` reads:
+    probe the training box once, then get advice for it anywhere.
+
+    \b
+    Example:
+      kmx-tune probe
+      kmx-tune probe --json > gpu-box.json       # on the training box
+      kmx-tune doctor --hardware gpu-box.json    # on your laptop
+    """
+    from kmx_tune.flavors import recommend
+    from kmx_tune.hardware import load_profile
+    from kmx_tune.hardware import probe as probe_hardware
+    from kmx_tune.render import emit_json
+
+    if hardware_file is not None:
+        hw = load_profile(hardware_file)
+    else:
+        hw = probe_hardware(use_cache=not no_cache)
+    if as_json:
+        emit_json(hw.to_json())
+        return
+    render_profile(hw, recommend(hw))
+
+
+def render_profile(hw: HardwareProfile, rec: Recommendation) -> None:
+    from rich.markup import escape
+
+    from kmx_tune.render import console
+
+    out = console()
+    cpu = hw.cpu
+    rows: list[tuple[str, str]] = [
+        ("system", f"{hw.os} {hw.arch}"),
+        ("CPU", f"{cpu.vendor}, {cpu.brand}"),
+    ]
+    cores = [f"{cpu.logical_cores} logical"]
+    cores.append(f"{cpu.physical_cores} physical" if cpu.physical_cores else "physical unknown")
+    if cpu.usable_cores is not None and cpu.usable_cores != cpu.logical_cores:
+        cores.append(f"{cpu.usable_cores} usable (affinity)")
+    cores.append(
+        f"cgroup quota {cpu.cgroup_cpu_limit:g} CPUs"
+        if cpu.cgroup_cpu_limit
+        else "no cgroup CPU quota"
+    )
+    rows.append(("cores", ", ".join(cores)))
+    rows.append(("ISA", " ".join(cpu.isa) or "(none of AVX, AVX2, FMA, AVX-512, AMX)"))
+    if hw.nvidia is not None:
+        rows.append(
+            (
+                "NVIDIA",
+                f"driver {hw.nvidia.driver_version}, supports CUDA {hw.nvidia.cuda_driver_version}",
+            )
+        )
+    for gpu in hw.gpus:
+        rows.append(
+            (
+                f"GPU {gpu.index}",
+                f"{gpu.name}, compute capability {gpu.compute_capability}, "
+                f"{gpu.memory_total_mib} MiB",
+            )
+        )
+    if not hw.gpus:
+        rows.append(("GPU", f"no NVIDIA GPU found: {hw.gpu_reason}"))
+    rows.append(("source", hw.source))
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        out.print(f"[bold]{key:<{width}}[/bold]  {escape(value)}")
+    out.print()
+    kind = "CUDA" if rec.gpu else "CPU"
+    out.print(f"[bold]MXNet for this box:[/bold] {rec.package} {rec.version} ({kind})")
+    for reason in rec.reasons:
+        out.print(f"  because {escape(reason)}")
+    for warning in rec.warnings:
+        out.print(f"  [yellow]![/yellow] {escape(warning)}")
+    if rec.build_from_source:
+        out.print(escape(rec.build_from_source))

@@ -1,0 +1,335 @@
+"""The hardware probe, on the real captures (fake NVML built from them) and for real
+on this machine, which has no NVIDIA driver."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kmx_tune import hardware
+from kmx_tune.errors import UsageError
+from kmx_tune.hardware import (
+    SCHEMA,
+    HardwareProfile,
+    cgroup_cpu_limit,
+    get_hardware,
+    load_profile,
+    parse_proc_cpuinfo,
+    probe,
+    probe_nvidia,
+)
+from tests.hwfakes import CAPTURES, HARDWARE, FakeNvml, capture, probe_capture, profile_path
+
+# ------------------------------------------------------------------ captures
+
+
+def test_h100_capture_reports_driver_cuda_and_compute_capability(tmp_path: Path) -> None:
+    hw = probe_capture("h100-intel-xeon", tmp_path)
+    assert hw.nvidia is not None
+    assert hw.nvidia.driver_version == "580.159.04"
+    assert hw.nvidia.cuda_driver_version == "13.0"
+    assert [(g.index, g.name, g.compute_capability) for g in hw.gpus] == [
+        (0, "NVIDIA H100 80GB HBM3", "9.0")
+    ]
+    # nvidia-smi in the same capture says 81559 MiB
+    assert hw.gpus[0].memory_total_mib == 81559
+    assert hw.gpu_reason is None
+
+
+def test_h100_capture_cpu(tmp_path: Path) -> None:
+    cpu = probe_capture("h100-intel-xeon", tmp_path).cpu
+    assert cpu.vendor == "GenuineIntel"
+    assert cpu.brand == "Intel(R) Xeon(R) Processor"
+    assert cpu.logical_cores == 16
+    assert cpu.physical_cores == 16  # lscpu: 1 socket x 16 cores x 1 thread
+    for flag in ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_tile", "amx_bf16"):
+        assert flag in cpu.isa
+
+
+def test_epyc_capture_has_no_gpu_and_says_why(tmp_path: Path) -> None:
+    hw = probe_capture("epyc-no-gpu", tmp_path)
+    assert hw.nvidia is None and hw.gpus == ()
+    assert hw.gpu_reason == "no NVIDIA driver: libnvidia-ml.so.1 not found"
+    assert "no NVIDIA GPU found" in hw.gpu_summary
+    assert hw.cpu.vendor == "AuthenticAMD"
+    assert hw.cpu.physical_cores == 2
+    assert "amx_tile" not in hw.cpu.isa and "avx512f" in hw.cpu.isa
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_committed_profiles_are_what_the_probe_reports(name: str, tmp_path: Path) -> None:
+    """The --hardware profiles used by the CLI tests come from the captures."""
+    probed = probe_capture(name, tmp_path).to_json()
+    committed = json.loads(profile_path(name).read_text())
+    for data in (probed, committed):
+        data["cpu"].pop("usable_cores")  # this machine's affinity, not the capture's
+    assert probed == committed
+
+
+# ----------------------------------------------------------------- NVML seam
+
+
+def _device(name: str, cap: tuple[int, int], mib: int) -> dict[str, Any]:
+    return {"name": name, "cuda_compute_capability": list(cap), "memory_total": mib << 20}
+
+
+def test_synthetic_multi_gpu_box_lists_every_gpu() -> None:
+    nvml = FakeNvml(
+        {
+            "driver_version": "535.104.05",
+            "cuda_driver_version": 12020,
+            "devices": [
+                _device("NVIDIA A100-SXM4-80GB", (8, 0), 81920),
+                _device("NVIDIA GeForce RTX 3090", (8, 6), 24576),
+            ],
+        }
+    )
+    nvidia, gpus, reason = probe_nvidia(nvml)
+    assert nvidia is not None and nvidia.cuda_driver_version == "12.2"
+    assert [(g.index, g.compute_capability, g.memory_total_mib) for g in gpus] == [
+        (0, "8.0", 81920),
+        (1, "8.6", 24576),
+    ]
+    assert reason is None
+    assert nvml.shutdowns == 1  # NVML is released after probing
+
+
+def test_driver_without_gpus_says_so() -> None:
+    nvml = FakeNvml({"driver_version": "535.104.05", "cuda_driver_version": 12020, "devices": []})
+    nvidia, gpus, reason = probe_nvidia(nvml)
+    assert nvidia is not None and gpus == ()
+    assert reason == "driver 535.104.05 sees no GPU"
+
+
+def test_a_broken_gpu_does_not_hide_the_others() -> None:
+    nvml = FakeNvml(
+        {
+            "driver_version": "535.104.05",
+            "cuda_driver_version": 12020,
+            "devices": [{"error": "GPU is lost"}, _device("Tesla T4", (7, 5), 15360)],
+        }
+    )
+    _, gpus, _ = probe_nvidia(nvml)
+    assert [(g.index, g.name) for g in gpus] == [(1, "Tesla T4")]
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        ("NVMLError_LibraryNotFound(12)", "no NVIDIA driver: libnvidia-ml.so.1 not found"),
+        ("NVMLError_DriverNotLoaded(9)", "the NVIDIA kernel driver is not loaded"),
+        ("NVMLError_Unknown(999)", "NVML error: NVMLError: NVMLError_Unknown(999)"),
+    ],
+)
+def test_nvml_init_errors_become_reasons(error: str, reason: str) -> None:
+    nvidia, gpus, got = probe_nvidia(FakeNvml({"error": error}))
+    assert (nvidia, gpus, got) == (None, (), reason)
+
+
+def test_missing_pynvml_module_is_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_module() -> Any:
+        raise ModuleNotFoundError("No module named 'pynvml'")
+
+    monkeypatch.setattr(hardware, "_import_pynvml", no_module)
+    _, gpus, reason = probe_nvidia()
+    assert gpus == ()
+    assert reason is not None and "pynvml module is not installed" in reason
+
+
+def test_probe_runs_for_real_on_this_machine() -> None:
+    """This machine has no NVIDIA driver (like the epyc capture)."""
+    hw = probe(use_cache=False)
+    assert hw.os == "linux" and hw.arch == "x86_64"
+    assert hw.cpu.logical_cores >= 1 and hw.cpu.flags
+    assert hw.gpus == () and hw.gpu_reason
+    assert hw.source == "probed"
+
+
+# ------------------------------------------------------------- no /proc, cgroups
+
+
+def test_no_proc_still_answers(tmp_path: Path) -> None:
+    def broken_cpuinfo() -> dict[str, Any]:
+        raise RuntimeError("cpuid unavailable")
+
+    hw = probe(
+        nvml=FakeNvml({"error": "NVMLError_LibraryNotFound(12)"}),
+        cpuinfo=broken_cpuinfo,
+        root=tmp_path,  # an empty folder: no /proc, no /sys
+    )
+    assert hw.cpu.physical_cores is None
+    assert hw.cpu.logical_cores >= 1
+    assert hw.cpu.vendor == "unknown"
+    assert hw.source == "probed"  # no boot id: nothing cached
+
+
+def test_proc_cpuinfo_counts_physical_cores_not_threads() -> None:
+    one = (HARDWARE / "epyc-no-gpu" / "proc-cpuinfo.txt").read_text()
+    # the same two cores seen twice, as with hyper-threading
+    threaded = one.rstrip("\n") + "\n\n" + one
+    assert parse_proc_cpuinfo(one)["physical_cores"] == 2
+    assert parse_proc_cpuinfo(threaded)["physical_cores"] == 2
+    assert parse_proc_cpuinfo(threaded)["logical_cores"] == 4
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_cgroup_v2_quota(tmp_path: Path) -> None:
+    _write(tmp_path / "proc/self/cgroup", "0::/box\n")
+    _write(tmp_path / "sys/fs/cgroup/cpu.max", "max 100000\n")
+    _write(tmp_path / "sys/fs/cgroup/box/cpu.max", "250000 100000\n")
+    assert cgroup_cpu_limit(tmp_path) == 2.5
+
+
+def test_cgroup_v2_unlimited(tmp_path: Path) -> None:
+    _write(tmp_path / "proc/self/cgroup", "0::/\n")
+    _write(tmp_path / "sys/fs/cgroup/cpu.max", "max 100000\n")
+    assert cgroup_cpu_limit(tmp_path) is None
+
+
+def test_cgroup_v1_quota(tmp_path: Path) -> None:
+    _write(tmp_path / "proc/self/cgroup", "4:cpu,cpuacct:/docker/abc\n")
+    _write(tmp_path / "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "400000\n")
+    _write(tmp_path / "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us", "100000\n")
+    _write(tmp_path / "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "-1\n")
+    _write(tmp_path / "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "100000\n")
+    assert cgroup_cpu_limit(tmp_path) == 4.0
+
+
+def test_effective_cores_respects_the_quota(tmp_path: Path) -> None:
+    cpu = probe_capture("h100-intel-xeon", tmp_path).cpu
+    assert replace(cpu, usable_cores=None).effective_cores == 16
+    assert replace(cpu, usable_cores=None, cgroup_cpu_limit=4.0).effective_cores == 4
+
+
+# --------------------------------------------------------------------- cache
+
+
+def _counting_cpuinfo(calls: list[int]) -> Any:
+    data = capture("epyc-no-gpu")["cpuinfo"]
+
+    def get() -> dict[str, Any]:
+        calls.append(1)
+        return dict(data)
+
+    return get
+
+
+def _boot_root(tmp_path: Path, boot_id: str) -> Path:
+    root = tmp_path / "root"
+    _write(root / "proc/sys/kernel/random/boot_id", boot_id + "\n")
+    _write(root / "etc/machine-id", "0123456789abcdef\n")
+    return root
+
+
+def test_cpu_facts_are_cached_until_reboot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KMX_TUNE_CACHE_DIR", str(tmp_path / "cache"))
+    calls: list[int] = []
+    nvml = FakeNvml({"error": "NVMLError_LibraryNotFound(12)"})
+    root = _boot_root(tmp_path, "boot-1")
+    first = probe(nvml=nvml, cpuinfo=_counting_cpuinfo(calls), root=root)
+    second = probe(nvml=nvml, cpuinfo=_counting_cpuinfo(calls), root=root)
+    assert (first.source, second.source) == ("probed", "cached")
+    assert len(calls) == 1
+    assert first.cpu == second.cpu
+    assert (tmp_path / "cache" / "cpu.json").is_file()
+
+    _boot_root(tmp_path, "boot-2")  # a reboot
+    third = probe(nvml=nvml, cpuinfo=_counting_cpuinfo(calls), root=root)
+    assert third.source == "probed" and len(calls) == 2
+
+
+def test_another_machine_does_not_use_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KMX_TUNE_CACHE_DIR", str(tmp_path / "cache"))
+    calls: list[int] = []
+    nvml = FakeNvml({"error": "NVMLError_LibraryNotFound(12)"})
+    root = _boot_root(tmp_path, "boot-1")
+    probe(nvml=nvml, cpuinfo=_counting_cpuinfo(calls), root=root)
+    _write(root / "etc/machine-id", "fedcba9876543210\n")
+    assert probe(nvml=nvml, cpuinfo=_counting_cpuinfo(calls), root=root).source == "probed"
+    assert len(calls) == 2
+
+
+def test_a_corrupt_cache_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KMX_TUNE_CACHE_DIR", str(tmp_path / "cache"))
+    _write(tmp_path / "cache" / "cpu.json", "{not json")
+    hw = probe(
+        nvml=FakeNvml({"error": "x"}), cpuinfo=_counting_cpuinfo([]), root=_boot_root(tmp_path, "b")
+    )
+    assert hw.source == "probed" and hw.cpu.vendor == "AuthenticAMD"
+
+
+def test_warm_probe_is_fast_on_this_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KMX_TUNE_CACHE_DIR", str(tmp_path / "cache"))
+    probe()  # cold: runs py-cpuinfo once
+    start = time.perf_counter()
+    hw = probe()
+    assert hw.source == "cached"
+    assert time.perf_counter() - start < 0.2
+
+
+# ------------------------------------------------------------------ profiles
+
+
+def test_profile_json_has_the_documented_fields(tmp_path: Path) -> None:
+    data = probe_capture("h100-intel-xeon", tmp_path).to_json()
+    assert data["schema"] == SCHEMA == "kmx-tune/hardware/1"
+    assert (data["os"], data["arch"]) == ("linux", "x86_64")
+    assert {"vendor", "brand", "flags", "logical_cores", "physical_cores"} <= set(data["cpu"])
+    assert data["nvidia"] == {"driver_version": "580.159.04", "cuda_driver_version": "13.0"}
+    assert data["gpus"] == [
+        {
+            "index": 0,
+            "name": "NVIDIA H100 80GB HBM3",
+            "compute_capability": "9.0",
+            "memory_total_mib": 81559,
+        }
+    ]
+    assert probe_capture("epyc-no-gpu", tmp_path).to_json()["nvidia"] is None
+
+
+@pytest.mark.parametrize("name", [*CAPTURES, "a100x4-driver-535", "rtx3090-driver-418"])
+def test_profiles_round_trip(name: str) -> None:
+    hw = load_profile(profile_path(name))
+    assert hw.source == f"file: {profile_path(name)}"
+    assert HardwareProfile.from_json(hw.to_json(), source=hw.source) == hw
+
+
+def test_get_hardware_prefers_the_file() -> None:
+    hw = get_hardware(profile_path("h100-intel-xeon"))
+    assert hw.gpus[0].compute_capability == "9.0"
+    assert get_hardware(None).source in ("probed", "cached")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        ("{oops", "not JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"schema": "something/else"}', "expected 'kmx-tune/hardware/1'"),
+        ('{"schema": "kmx-tune/hardware/1", "os": "linux"}', "field 'cpu' is missing"),
+    ],
+)
+def test_bad_profiles_are_one_line_usage_errors(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
+    path = tmp_path / "box.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UsageError, match=message) as info:
+        load_profile(path)
+    assert "\n" not in str(info.value)
+    assert str(path) in str(info.value)
