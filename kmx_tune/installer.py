@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
+from packaging.requirements import Requirement
 from packaging.version import InvalidVersion, Version
 
 from kmx_tune.errors import KmxError, TargetError, UsageError
@@ -208,6 +209,7 @@ class InstallPlan:
     expect_mkldnn: bool  # verify that MKLDNN is compiled in
     build_from_source: str | None = None
     installed: tuple[Distribution, ...] = ()  # the MXNet distributions there now
+    numpy_version: str | None = None  # the numpy there now
 
     @property
     def requirement(self) -> str:
@@ -223,6 +225,7 @@ class InstallPlan:
             "requirements": list(self.requirements),
             "uninstall": [{"name": d.name, "version": d.version} for d in self.uninstall],
             "installed": [{"name": d.name, "version": d.version} for d in self.installed],
+            "numpy": self.numpy_version,
             "reasons": list(self.reasons),
             "warnings": list(self.warnings),
             "gpu": self.gpu,
@@ -263,6 +266,7 @@ def make_plan(
         expect_mkldnn=expect_mkldnn,
         build_from_source=build_from_source,
         installed=target.mxnet_distributions,
+        numpy_version=target.numpy_version,
     )
 
 
@@ -409,9 +413,12 @@ def check_available(plan: InstallPlan, pip: PipOptions) -> None:
                 f"offline: pip cannot reach the package index ({offline}); "
                 + offline_hint(plan.python, plan.requirement)
             )
+        listed = re.search(r"\(from versions: ([^)]*)\)", run.output)
+        shown = f"available: {_shorten(listed.group(1).split(', ')[::-1])}" if listed else ""
         raise NotServedError(
-            f"{plan.requirement} is not served for {where} ({run.error_line()}); "
-            f"see `{plan.python} -m pip download --no-deps {plan.package}==` for what is"
+            f"{plan.requirement} is not served for {where}"
+            + (f"; {shown}" if shown else f" ({run.error_line()})")
+            + _old_pip_hint(plan.python)
         )
     if not versions:
         raise NotServedError(
@@ -420,7 +427,7 @@ def check_available(plan: InstallPlan, pip: PipOptions) -> None:
         )
     wanted = Version(plan.version) if _release(plan.version) else None
     if not any(v == plan.version or (wanted and _same(v, wanted)) for v in versions):
-        shown = ", ".join(versions[:8]) + (", ..." if len(versions) > 8 else "")
+        shown = _shorten(versions)
         raise NotServedError(f"{plan.requirement} is not served for {where}; available: {shown}")
     _check_wheels(plan, pip, plan.requirements[1:], where)
 
@@ -431,8 +438,31 @@ def _check_wheels(
     """The other requirements (numpy<1.24) need a wheel too: numpy 1.23 has none for
     Python 3.12 and newer, and building it from source there fails."""
     for requirement in requirements:
-        with tempfile.TemporaryDirectory(prefix="kmx-tune-check-") as tmp:
-            run = _download(plan.python, requirement, tmp, pip)
+        req = Requirement(requirement)
+        if (
+            normalize(req.name) == "numpy"
+            and plan.numpy_version is not None
+            and req.specifier.contains(plan.numpy_version, prereleases=True)
+        ):
+            continue  # pip will keep the numpy that is there
+        # A dry run resolves from the index's metadata without downloading the wheel
+        # (pip >= 22.2); older pips download it. (The index was reachable a moment ago,
+        # so no -vv for offline detection: it makes pip log every one of numpy's files.)
+        run = run_pip(
+            plan.python,
+            [
+                "install",
+                "--dry-run",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--ignore-installed",
+                requirement,
+                *pip.args(),
+            ],
+        )
+        if not run.ok and "--dry-run" in run.output and "no such option" in run.output:
+            with tempfile.TemporaryDirectory(prefix="kmx-tune-check-") as tmp:
+                run = _download(plan.python, requirement, tmp, pip)
         if run.ok:
             continue
         offline = _offline_reason(run.output)
@@ -445,6 +475,26 @@ def _check_wheels(
             f"{requirement} (which {plan.requirement} needs) has no wheel for {where} "
             f"({run.error_line()}); use a Python that has one (3.11 or older)"
         )
+
+
+def _shorten(versions: Sequence[str]) -> str:
+    return ", ".join(versions[:8]) + (", ..." if len(versions) > 8 else "")
+
+
+def _old_pip_hint(python: str) -> str:
+    """pip older than 19.3 does not know the manylinux2014 tag of every MXNet 1.6+ wheel."""
+    run = run_pip(python, ["--version"])
+    found = re.match(r"pip (\S+)", run.output.strip())
+    try:
+        old = found is not None and Version(found.group(1)) < Version("19.3")
+    except InvalidVersion:
+        old = False
+    if not old:
+        return ""
+    return (
+        f"; its pip {found.group(1) if found else ''} cannot see manylinux2014 wheels: "
+        f"upgrade it with `{python} -m pip install --upgrade pip`"
+    )
 
 
 def _same(text: str, wanted: Version) -> bool:
