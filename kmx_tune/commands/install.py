@@ -81,6 +81,11 @@ def install_mxnet(
     from kmx_tune.render import console, emit_json
     from kmx_tune.target import inspect_target
 
+    if not (yes or dry_run or sys.stdin.isatty()):
+        raise UsageError(
+            "nothing changed: add --yes to install without a question "
+            "(or --dry-run to see the plan)"
+        )
     target = inspect_target(python)
     if not target.has_pip:
         raise UsageError(
@@ -104,12 +109,9 @@ def install_mxnet(
         return
     if not as_json:
         _show_plan(out, plan)
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError("nothing changed: add --yes to install without a question")
-        if not click.confirm("Go ahead?", default=False, err=True):
-            err.print("Nothing changed.")
-            click.get_current_context().exit(1)
+    if not yes and not click.confirm("Go ahead?", default=False, err=True):
+        err.print("Nothing changed.")
+        click.get_current_context().exit(1)
 
     def log(line: str) -> None:
         err.print(f"[bold]>[/] {line}", markup=True)
@@ -134,6 +136,8 @@ def _show_plan(out: Console, plan: InstallPlan) -> None:
         gone = ", ".join(f"{d.name} {d.version}" for d in plan.uninstall)
         out.print(f"  uninstall  {escape(gone)}  (all flavors write the same mxnet module)")
     out.print(f"  install    {escape(' '.join(plan.requirements))}")
+    if [d.requirement for d in plan.installed] == [plan.requirement]:
+        out.print(f"  note       {escape(plan.requirement)} is there already: this checks it again")
     for i, reason in enumerate(plan.reasons):
         out.print(f"  {'why' if i == 0 else '':<9}  {escape(reason)}")
     for warning in plan.warnings:
