@@ -81,11 +81,6 @@ def install_mxnet(
     from kmx_tune.render import console, emit_json
     from kmx_tune.target import inspect_target
 
-    if not (yes or dry_run or sys.stdin.isatty()):
-        raise UsageError(
-            "nothing changed: add --yes to install without a question "
-            "(or --dry-run to see the plan)"
-        )
     target = inspect_target(python)
     if not target.has_pip:
         raise UsageError(
@@ -109,6 +104,11 @@ def install_mxnet(
         return
     if not as_json:
         _show_plan(out, plan)
+    if not (yes or sys.stdin.isatty()):
+        raise UsageError(
+            "nothing changed: add --yes to install without a question "
+            "(or --dry-run to see the plan)"
+        )
     if not yes and not click.confirm("Go ahead?", default=False, err=True):
         err.print("Nothing changed.")
         click.get_current_context().exit(1)
