@@ -469,6 +469,20 @@ def _import_pynvml() -> Any:
     return pynvml
 
 
+def _missing_nvml_library() -> str | None:
+    """Why NVML cannot load, checked with one dlopen before importing pynvml (a large
+    module, ~80 ms): on a box without the driver that is all the answer there is."""
+    if not sys.platform.startswith("linux"):
+        return None  # pynvml finds nvml.dll / reports the error itself
+    import ctypes
+
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return "no NVIDIA driver: libnvidia-ml.so.1 not found"
+    return None
+
+
 def _nvml_error_reason(exc: BaseException) -> str:
     kind = type(exc).__name__
     if kind == "NVMLError_LibraryNotFound":
@@ -488,6 +502,9 @@ def cuda_version_str(value: int) -> str:
 def probe_nvidia(nvml: Any = None) -> tuple[NvidiaInfo | None, tuple[GpuInfo, ...], str | None]:
     """Driver, GPUs and, when none were found, why. Never raises."""
     if nvml is None:
+        missing = _missing_nvml_library()
+        if missing:
+            return None, (), missing
         try:
             nvml = _import_pynvml()
         except Exception:

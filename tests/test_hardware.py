@@ -135,6 +135,7 @@ def test_missing_pynvml_module_is_a_reason(monkeypatch: pytest.MonkeyPatch) -> N
     def no_module() -> Any:
         raise ModuleNotFoundError("No module named 'pynvml'")
 
+    monkeypatch.setattr(hardware, "_missing_nvml_library", lambda: None)  # a driver is there
     monkeypatch.setattr(hardware, "_import_pynvml", no_module)
     _, gpus, reason = probe_nvidia()
     assert gpus == ()

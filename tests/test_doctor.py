@@ -1,0 +1,428 @@
+"""doctor's checks on recorded facts: target interpreters described as the facts
+script reports them, hardware profiles from the captures (and synthetic ones), and
+real keras.json files in a temporary home folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kmx_tune import keras_config
+from kmx_tune.doctor import SCHEMA, Finding, Report, diagnose
+from kmx_tune.hardware import HardwareProfile, load_profile
+from kmx_tune.target import TargetInfo, facts_from_json
+from tests.hwfakes import profile_path
+
+KERAS_JSON = Path(__file__).parent / "fixtures" / "keras-json"
+PY = "/venv/bin/python"
+
+H100 = "h100-intel-xeon"
+NO_GPU = "epyc-no-gpu"
+RTX_NEW = "rtx3090-driver-535"
+RTX_OLD = "rtx3090-driver-418"
+
+
+def target(
+    *dists: tuple[str, str],
+    python: tuple[int, int, int] = (3, 9, 18),
+    keras: tuple[str | None, bool] = (None, False),
+    deep: Mapping[str, Any] | None = None,
+    location: str = "/venv/lib/python3.9/site-packages",
+    pip: bool = True,
+) -> TargetInfo:
+    """A target described the way kmx_env_facts.py reports one."""
+    raw = {
+        "executable": PY,
+        "version": list(python),
+        "implementation": "CPython",
+        "platform": "linux",
+        "machine": "x86_64",
+        "prefix": "/venv",
+        "base_prefix": "/usr",
+        "distributions": {
+            name.lower(): {"name": name, "version": version, "location": location}
+            for name, version in dists
+        },
+        "pip_module": pip,
+        "keras": {"module_path": keras[0], "has_mxnet_backend": keras[1]},
+        "deep": deep,
+    }
+    return facts_from_json(PY, raw)
+
+
+def hw(name: str) -> HardwareProfile:
+    return load_profile(profile_path(name))
+
+
+def run(
+    t: TargetInfo,
+    hardware: str = NO_GPU,
+    env: Mapping[str, str] | None = None,
+    home: Path | None = None,
+    hardware_file: str | None = None,
+) -> Report:
+    env = dict(env or {})
+    if home is not None:
+        env.setdefault("HOME", str(home))
+    state = keras_config.read(env=env)
+    return diagnose(t, hw(hardware), env=env, keras_json=state, hardware_file=hardware_file)
+
+
+def find(report: Report, id_: str) -> Finding:
+    matches = [f for f in report.findings if f.id == id_]
+    assert matches, f"no finding {id_!r} in {[f.id for f in report.findings]}"
+    return matches[0]
+
+
+MX = ("mxnet", "1.9.1")
+NP_OK = ("numpy", "1.23.5")
+KERAS_OK = ("/venv/lib/python3.9/site-packages/keras", True)
+
+
+# ------------------------------------------------------------------ flavor
+
+
+def test_no_mxnet_fails_with_the_install_command(tmp_path: Path) -> None:
+    f = find(run(target(), home=tmp_path), "mxnet")
+    assert f.status == "fail" and f.title == "MXNet is not installed"
+    assert f.fix == f"kmx-tune install-mxnet --python {PY}"
+    assert "recommended: mxnet 1.9.1 because no NVIDIA GPU found (profile " in f.detail
+
+
+def test_two_flavors_at_once(tmp_path: Path) -> None:
+    f = find(run(target(MX, ("mxnet-cu117", "1.9.1"), NP_OK), home=tmp_path), "mxnet")
+    assert f.status == "fail"
+    assert "2 MXNet flavors are installed at once: mxnet 1.9.1, mxnet-cu117 1.9.1" in f.title
+    assert f.fix == (
+        f"{PY} -m pip uninstall -y mxnet mxnet-cu117 && kmx-tune install-mxnet --python {PY}"
+    )
+
+
+def test_cpu_build_on_a_gpu_box(tmp_path: Path) -> None:
+    file = str(profile_path(RTX_NEW))
+    f = find(run(target(MX, NP_OK), RTX_NEW, home=tmp_path, hardware_file=file), "mxnet")
+    assert f.status == "warn" and "CPU build" in f.title
+    assert "recommended: mxnet-cu117 1.9.1" in f.detail
+    assert "driver 535.104.05 (CUDA 12.2), compute capability 8.6" in f.detail
+    # the fix keeps giving the install command the same hardware facts
+    assert f.fix == f"kmx-tune install-mxnet --python {PY} --hardware {file}"
+
+
+def test_cuda_flavor_newer_than_the_driver(tmp_path: Path) -> None:
+    f = find(run(target(("mxnet-cu117", "1.9.1"), NP_OK), RTX_OLD, home=tmp_path), "mxnet")
+    assert f.status == "fail"
+    assert "needs CUDA 11.7, newer than the driver supports" in f.title
+    assert "driver 418.39 supports CUDA 10.1; CUDA 11.7 needs driver 450.80.02" in f.detail
+
+
+def test_cuda_flavor_without_kernels_for_the_h100(tmp_path: Path) -> None:
+    f = find(run(target(("mxnet-cu117", "1.9.1"), NP_OK), H100, home=tmp_path), "mxnet")
+    assert f.status == "fail"
+    assert f.title == "mxnet-cu117 1.9.1 has no kernels for NVIDIA H100 80GB HBM3 (9.0)"
+    assert "no kernel image is available for execution on the device" in f.detail
+    assert 'MXNET_CUDA_ARCH="9.0"' in f.detail  # the build-from-source route
+    assert f.fix == f"kmx-tune install-mxnet --python {PY}"
+
+
+def test_cuda_flavor_on_a_box_without_gpu(tmp_path: Path) -> None:
+    f = find(run(target(("mxnet-cu102", "1.9.1"), NP_OK), NO_GPU, home=tmp_path), "mxnet")
+    assert f.status == "fail" and "no NVIDIA GPU" in f.title
+    assert "libnvidia-ml.so.1 not found" in f.detail
+
+
+def test_the_right_cuda_flavor_is_ok(tmp_path: Path) -> None:
+    f = find(run(target(("mxnet-cu117", "1.9.1"), NP_OK), RTX_NEW, home=tmp_path), "mxnet")
+    assert f.status == "ok" and f.fix is None
+    assert "compute capability 8.6" in f.detail
+
+
+def test_an_old_cpu_flavor_is_a_warning(tmp_path: Path) -> None:
+    f = find(run(target(("mxnet-mkl", "1.6.0"), NP_OK), home=tmp_path), "mxnet")
+    assert f.status == "warn" and "older than mxnet 1.9.1" in f.title
+
+
+def test_h100_with_cpu_mxnet_is_ok_and_shows_the_source_route(tmp_path: Path) -> None:
+    f = find(run(target(MX, NP_OK), H100, home=tmp_path), "mxnet")
+    assert f.status == "ok"
+    assert "no MXNet wheel has kernels for compute capability 9.0" in f.detail
+    assert "git clone --recursive" in f.detail
+
+
+# ------------------------------------------------------------------- numpy
+
+
+def test_numpy_124_fails_with_the_exact_fix(tmp_path: Path) -> None:
+    report = run(target(MX, ("numpy", "1.24.4")), home=tmp_path)
+    f = find(report, "numpy")
+    assert f.status == "fail"
+    assert "numpy 1.24.4 breaks mxnet 1.9.1" in f.title
+    assert "module 'numpy' has no attribute 'bool'" in f.detail
+    assert f.fix == f"{PY} -m pip install 'numpy<1.24'"
+    assert report.exit_code() == 1
+
+
+def test_numpy_2_fails_too(tmp_path: Path) -> None:
+    assert find(run(target(MX, ("numpy", "2.4.6")), home=tmp_path), "numpy").status == "fail"
+
+
+def test_numpy_missing(tmp_path: Path) -> None:
+    f = find(run(target(MX), home=tmp_path), "numpy")
+    assert f.status == "fail" and f.fix == f"{PY} -m pip install 'numpy<1.24'"
+
+
+def test_numpy_1235_is_ok(tmp_path: Path) -> None:
+    assert find(run(target(MX, NP_OK), home=tmp_path), "numpy").status == "ok"
+
+
+# ------------------------------------------------------------------- keras
+
+
+def test_keras_mxnet_on_python_39_is_ok(tmp_path: Path) -> None:
+    t = target(MX, NP_OK, ("keras-mxnet", "2.2.4.3"), keras=KERAS_OK)
+    f = find(run(t, home=tmp_path), "keras")
+    assert f.status == "ok" and "mxnet_backend.py" in f.detail
+
+
+def test_keras_mxnet_fails_on_python_310_and_later(tmp_path: Path) -> None:
+    t = target(MX, NP_OK, ("keras-mxnet", "2.2.4.3"), keras=KERAS_OK, python=(3, 11, 7))
+    f = find(run(t, home=tmp_path), "keras.python")
+    assert f.status == "fail"
+    assert f.title == "keras-mxnet 2.2.4.3 fails to import on Python 3.11"
+    assert "from collections import Iterable" in f.detail
+    assert f.fix is not None and f.fix.startswith("python3.9 -m venv ~/venvs/keras-mxnet")
+    assert "keras-mxnet==2.2.4.3 mxnet==1.9.1 'numpy<1.24'" in f.fix
+
+
+def test_plain_keras_installed_over_keras_mxnet(tmp_path: Path) -> None:
+    t = target(
+        MX,
+        NP_OK,
+        ("keras-mxnet", "2.2.4.3"),
+        ("keras", "2.15.0"),
+        keras=("/venv/lib/python3.9/site-packages/keras", False),
+    )
+    f = find(run(t, home=tmp_path), "keras")
+    assert f.status == "fail"
+    assert f.title == (
+        "`import keras` finds keras 2.15.0 installed over keras-mxnet, which has no MXNet backend"
+    )
+    assert f.fix == (
+        f"{PY} -m pip uninstall -y keras && "
+        f"{PY} -m pip install --force-reinstall --no-deps keras-mxnet==2.2.4.3"
+    )
+
+
+def test_both_keras_distributions_warn(tmp_path: Path) -> None:
+    t = target(MX, NP_OK, ("keras-mxnet", "2.2.4.3"), ("keras", "2.2.4"), keras=KERAS_OK)
+    assert find(run(t, home=tmp_path), "keras").status == "warn"
+
+
+def test_keras_not_installed_warns(tmp_path: Path) -> None:
+    f = find(run(target(MX, NP_OK), home=tmp_path), "keras")
+    assert f.status == "warn" and f.fix == f"{PY} -m pip install keras-mxnet==2.2.4.3"
+
+
+# -------------------------------------------------------------- keras.json
+
+
+def _home_with(tmp_path: Path, fixture: str | None, text: str | None = None) -> Path:
+    home = tmp_path / "home"
+    (home / ".keras").mkdir(parents=True, exist_ok=True)
+    if fixture:
+        shutil.copy(KERAS_JSON / fixture, home / ".keras" / "keras.json")
+    if text is not None:
+        (home / ".keras" / "keras.json").write_text(text)
+    return home
+
+
+def test_missing_keras_json_warns_with_set_format(tmp_path: Path) -> None:
+    report = run(target(MX, NP_OK), home=tmp_path)
+    f = find(report, "keras.json")
+    assert f.status == "warn" and f.fix == "kmx-tune set-format channels_first"
+    assert str(tmp_path / ".keras" / "keras.json") in f.detail
+    # one warning, not two: the missing file's warning says it will be channels_last
+    assert not [x for x in report.findings if x.id == "keras.image_data_format"]
+
+
+def test_keras_mxnet_first_import_file(tmp_path: Path) -> None:
+    home = _home_with(tmp_path, "keras-mxnet-2.2.4.3-first-import.json")
+    report = run(target(MX, NP_OK), home=home)
+    assert find(report, "keras.json").status == "ok"
+    assert find(report, "keras.backend").status == "ok"
+    f = find(report, "keras.image_data_format")
+    assert f.status == "warn" and "channels_last" in f.title
+    assert f.fix == "kmx-tune set-format channels_first"
+    assert "from keras.json" in f.detail
+
+
+def test_tensorflow_backend_in_keras_json_fails(tmp_path: Path) -> None:
+    home = _home_with(tmp_path, "keras-3.15.1-first-import.json")
+    f = find(run(target(MX, NP_OK), home=home), "keras.backend")
+    assert f.status == "fail" and "tensorflow" in f.title
+    assert f.fix == "kmx-tune set-format channels_first"
+
+
+def test_keras_backend_env_overrides_the_file(tmp_path: Path) -> None:
+    home = _home_with(tmp_path, "keras-mxnet-2.2.4.3-first-import.json")
+    report = run(target(MX, NP_OK), home=home, env={"KERAS_BACKEND": "tensorflow"})
+    f = find(report, "keras.backend")
+    assert f.status == "fail" and f.fix == "unset KERAS_BACKEND"
+    assert "KERAS_BACKEND=tensorflow" in f.detail
+
+
+def test_channels_first_mxnet_is_ok(tmp_path: Path) -> None:
+    text = json.dumps({"backend": "mxnet", "image_data_format": "channels_first"})
+    report = run(target(MX, NP_OK), home=_home_with(tmp_path, None, text))
+    assert find(report, "keras.image_data_format").status == "ok"
+    assert find(report, "keras.backend").status == "ok"
+
+
+def test_malformed_keras_json_fails(tmp_path: Path) -> None:
+    report = run(target(MX, NP_OK), home=_home_with(tmp_path, None, "{backend: mxnet"))
+    f = find(report, "keras.json")
+    assert f.status == "fail" and f.fix == "kmx-tune set-format channels_first --force"
+    assert not [x for x in report.findings if x.id == "keras.image_data_format"]
+
+
+def test_keras_home_is_where_doctor_looks(tmp_path: Path) -> None:
+    folder = tmp_path / "kh"
+    folder.mkdir()
+    (folder / "keras.json").write_text(json.dumps({"image_data_format": "channels_first"}))
+    report = run(target(MX, NP_OK), home=tmp_path, env={"KERAS_HOME": str(folder)})
+    assert report.keras_json == str(folder / "keras.json")
+    assert find(report, "keras.image_data_format").status == "ok"
+
+
+# ----------------------------------------------------------- tuning vars
+
+
+def test_omp_threads_unset_uses_physical_cores_of_the_profile(tmp_path: Path) -> None:
+    f = find(run(target(MX, NP_OK), H100, home=tmp_path), "env.OMP_NUM_THREADS")
+    assert f.status == "warn" and f.fix == "export OMP_NUM_THREADS=16"
+    assert "16 physical cores" in f.detail and "profile " in f.detail
+
+
+@pytest.mark.parametrize(
+    ("value", "status"), [("16", "ok"), ("8", "ok"), ("64", "warn"), ("lots", "warn")]
+)
+def test_omp_threads_values(tmp_path: Path, value: str, status: str) -> None:
+    env = {"OMP_NUM_THREADS": value}
+    f = find(run(target(MX, NP_OK), H100, env=env, home=tmp_path), "env.OMP_NUM_THREADS")
+    assert f.status == status
+    if status == "warn":
+        assert f.fix == "export OMP_NUM_THREADS=16"
+
+
+def _mxnet_folder(tmp_path: Path, *libs: str) -> str:
+    site = tmp_path / "site-packages"
+    (site / "mxnet").mkdir(parents=True)
+    for lib in ("libmxnet.so", *libs):
+        (site / "mxnet" / lib).write_bytes(b"")
+    return str(site)
+
+
+def test_kmp_affinity_for_an_intel_openmp_build(tmp_path: Path) -> None:
+    site = _mxnet_folder(tmp_path, "libiomp5.so")
+    t = target(("mxnet-mkl", "1.6.0"), NP_OK, location=site)
+    f = find(run(t, home=tmp_path), "env.KMP_AFFINITY")
+    assert f.status == "warn"
+    assert f.fix == "export KMP_AFFINITY=granularity=fine,compact,1,0"
+    assert "libiomp5.so" in f.detail
+    ok = run(t, home=tmp_path, env={"KMP_AFFINITY": "granularity=fine,compact,1,0"})
+    assert find(ok, "env.KMP_AFFINITY").status == "ok"
+
+
+def test_kmp_affinity_not_needed_with_gnu_openmp(tmp_path: Path) -> None:
+    t = target(MX, NP_OK, location=_mxnet_folder(tmp_path))
+    f = find(run(t, home=tmp_path), "env.KMP_AFFINITY")
+    assert f.status == "ok" and "GNU OpenMP" in f.title
+
+
+def test_cudnn_autotune_only_on_gpu_boxes(tmp_path: Path) -> None:
+    t = target(("mxnet-cu117", "1.9.1"), NP_OK)
+    assert not [
+        f for f in run(t, NO_GPU, home=tmp_path).findings if f.id.startswith("env.MXNET_CUDNN")
+    ]
+    assert find(run(t, RTX_NEW, home=tmp_path), "env.MXNET_CUDNN_AUTOTUNE_DEFAULT").status == "ok"
+    off = run(t, RTX_NEW, home=tmp_path, env={"MXNET_CUDNN_AUTOTUNE_DEFAULT": "0"})
+    f = find(off, "env.MXNET_CUDNN_AUTOTUNE_DEFAULT")
+    assert f.status == "warn" and f.fix == "export MXNET_CUDNN_AUTOTUNE_DEFAULT=1"
+
+
+# ------------------------------------------------------------ report, deep
+
+
+def _healthy(tmp_path: Path) -> Report:
+    text = json.dumps({"backend": "mxnet", "image_data_format": "channels_first"})
+    home = _home_with(tmp_path, None, text)
+    t = target(MX, NP_OK, ("keras-mxnet", "2.2.4.3"), keras=KERAS_OK)
+    return run(t, home=home, env={"OMP_NUM_THREADS": "2"})
+
+
+def test_a_healthy_setup_has_no_problems(tmp_path: Path) -> None:
+    report = _healthy(tmp_path)
+    assert [f.id for f in report.findings if f.status != "ok"] == []
+    assert report.exit_code() == 0 and report.exit_code(strict=True) == 0
+
+
+def test_exit_codes_from_the_findings(tmp_path: Path) -> None:
+    warned = run(target(MX, NP_OK), home=tmp_path)  # keras missing etc.: warnings only
+    assert warned.count("warn") and not warned.count("fail")
+    assert warned.exit_code() == 0
+    assert warned.exit_code(strict=True) == 1
+    assert run(target(), home=tmp_path).exit_code() == 1
+
+
+def test_every_problem_has_a_fix_and_a_source(tmp_path: Path) -> None:
+    for t in (target(), target(MX, ("numpy", "1.24.4")), target(("mxnet-cu117", "1.9.1"))):
+        for f in run(t, H100, home=tmp_path).findings:
+            assert f.detail, f
+            if f.status != "ok":
+                assert f.fix, f
+
+
+def test_json_report(tmp_path: Path) -> None:
+    report = run(target(MX, ("numpy", "1.24.4")), home=tmp_path)
+    data = report.to_json(strict=True)
+    assert data["schema"] == SCHEMA == "kmx-tune/doctor/1"
+    assert data["exit_code"] == 1 and data["strict"] is True
+    numpy = next(f for f in data["findings"] if f["id"] == "numpy")
+    assert numpy["status"] == "fail" and numpy["fix"] == f"{PY} -m pip install 'numpy<1.24'"
+    assert data["summary"]["fail"] == report.count("fail")
+    assert data["recommendation"]["package"] == "mxnet"
+    json.dumps(data)  # serializable as it is
+
+
+def test_deep_import_error_from_numpy(tmp_path: Path) -> None:
+    deep = {
+        "mxnet_version": None,
+        "mxnet_import_error": "AttributeError: module 'numpy' has no attribute 'bool'.",
+        "features": None,
+        "num_gpus": None,
+        "keras_version": None,
+        "keras_import_error": None,
+    }
+    report = run(target(MX, ("numpy", "1.24.4"), deep=deep), home=tmp_path)
+    assert report.deep
+    f = find(report, "mxnet.import")
+    assert f.status == "fail" and f.fix == f"{PY} -m pip install 'numpy<1.24'"
+
+
+def test_deep_features_and_gpus(tmp_path: Path) -> None:
+    deep = {
+        "mxnet_version": "1.9.1",
+        "mxnet_import_error": None,
+        "features": {"CUDA": True, "CUDNN": True, "MKLDNN": True},
+        "num_gpus": 0,
+        "keras_version": "2.2.4",
+        "keras_import_error": None,
+    }
+    t = target(("mxnet-cu117", "1.9.1"), NP_OK, deep=deep, keras=KERAS_OK)
+    report = run(t, RTX_NEW, home=tmp_path)
+    assert find(report, "mxnet.import").status == "fail"  # a CUDA build that sees no GPU
+    assert find(report, "keras.import").status == "ok"
