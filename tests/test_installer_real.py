@@ -1,0 +1,51 @@
+"""The installer core for real: real venvs, the target's own pip, real MXNet wheels.
+(The fresh install and the rollback run through the CLI in test_cli_install.py.)"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from kmx_tune.hardware import load_profile
+from kmx_tune.installer import (
+    InstallPlan,
+    NotServedError,
+    PipOptions,
+    check_available,
+    execute,
+    plan_install,
+)
+from kmx_tune.target import inspect_target
+from tests.conftest import HARDWARE
+from tests.venvs import make_venv, pip_freeze
+
+pytestmark = pytest.mark.integration
+
+EPYC = HARDWARE / "epyc-no-gpu" / "kmx-profile.json"
+NATIVE = ["mxnet-native==1.8.0.post0", "numpy==1.23.5"]
+
+
+def plan_191(python: Path) -> InstallPlan:
+    """The advisor's plan for the captured no-GPU machine: mxnet 1.9.1, numpy<1.24."""
+    plan = plan_install(inspect_target(python), load_profile(EPYC))
+    assert plan.requirements == ("mxnet==1.9.1", "numpy<1.24")
+    return plan
+
+
+def test_switch_from_native_leaves_exactly_one_mxnet(tmp_path: Path) -> None:
+    python = make_venv(tmp_path / "v", NATIVE)
+    plan = plan_191(python)
+    assert [d.name for d in plan.uninstall] == ["mxnet-native"]
+    result = execute(plan, PipOptions())
+    assert result.outcome == "installed", result.failure
+    mx = {k: v for k, v in pip_freeze(python).items() if k.startswith("mxnet")}
+    assert mx == {"mxnet": "1.9.1"}
+    assert {c.describe() for c in result.changes} == {"- mxnet-native 1.8.0.post0", "+ mxnet 1.9.1"}
+
+
+def test_an_empty_wheel_folder_serves_nothing(tmp_path: Path) -> None:
+    plan = plan_191(Path(sys.executable))
+    with pytest.raises(NotServedError, match="mxnet has no release for Python"):
+        check_available(plan, PipOptions(find_links=(str(tmp_path),), no_index=True))
