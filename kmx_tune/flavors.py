@@ -266,7 +266,7 @@ def recommend(
         )
 
     if cpu_only:
-        return cpu_pick("a CPU build was asked for (--cpu-only)")
+        return cpu_pick("a CPU build was asked for (--cpu)")
     if not hw.gpus or hw.nvidia is None:
         return cpu_pick(f"no NVIDIA GPU found ({hw.origin}: {hw.gpu_reason or 'none listed'})")
 
