@@ -14,7 +14,7 @@ import mmap
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -84,7 +84,7 @@ def source_blocks(src: Source, rperm: tuple[int, ...], chunk_bytes: int) -> Iter
             first = lead[0] if lead else start
             last = lead[0] + 1 if lead else stop
             view = src.rows(first, last).transpose(rperm)
-            index = (0, *lead[1:], slice(start, stop)) if lead else (slice(None),)
+            index: tuple[Any, ...] = (0, *lead[1:], slice(start, stop)) if lead else (slice(None),)
         else:
             if whole is None:
                 whole = src.rows(0, src.raw_shape[0])
