@@ -136,6 +136,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dir", default=None, help="where to put the files (default: a temp folder)")
     args = ap.parse_args()
+    made_temp = args.dir is None
     base = Path(args.dir or tempfile.mkdtemp(prefix="kmx-bench-"))
     base.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -181,6 +182,8 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
             src.unlink()
+    if made_temp:
+        base.rmdir()
     print()
     print("naive = np.load, transpose, np.save, fsync (the issue's baseline); for .npy,")
     print("contig = the same with np.ascontiguousarray before np.save (a stronger baseline)")
