@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kmx_tune.errors import KmxError, TargetError, UsageError
-from kmx_tune.target import IN_TARGET_DIR, resolve_python
+from kmx_tune.errors import KmxError, UsageError
+from kmx_tune.target import IN_TARGET_DIR, failure_tail, resolve_python, run_script
 
 SCRIPT = IN_TARGET_DIR / "kmx_bench.py"
 FORMS = ("channels_first", "channels_last")
@@ -223,9 +222,7 @@ def run_bench(
     if warmup < 0:
         raise UsageError(f"warmup {warmup}: must be 0 or more")
     target = resolve_python(python)
-    cmd = [
-        target,
-        str(SCRIPT),
+    args = [
         "--ctx",
         ctx,
         "--batch",
@@ -237,32 +234,20 @@ def run_bench(
         "--size",
         str(size),
     ]
-    env = dict(os.environ)
-    env.setdefault("PYTHONIOENCODING", "utf-8")
-    try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT_S, check=False
-        )
-    except OSError as exc:
-        raise TargetError(
-            f"{target}: cannot run it ({exc.strerror or exc}); give the path of a Python 3.6+ "
-            "interpreter with --python"
-        ) from None
-    except subprocess.TimeoutExpired:
-        raise KmxError(
-            f"the benchmark took longer than {TIMEOUT_S:.0f} s; try a smaller --batch"
-        ) from None
+    proc = run_script(
+        target,
+        SCRIPT.name,
+        args,
+        timeout=TIMEOUT_S,
+        timeout_message=f"the benchmark took longer than {TIMEOUT_S:.0f} s; try a smaller --batch",
+    )
     report = _last_json(proc.stdout)
     if report is None:
         # The process died without a report: a CUDA failure can abort MXNet's engine.
         gpu = gpu_failure_message(proc.stderr)
         if gpu is not None:
             raise KmxError(gpu)
-        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        tail = lines[-1].strip()[:300] if lines else f"exit status {proc.returncode}"
-        if "SyntaxError" in proc.stderr:
-            tail = "it is older than Python 3.6, which kmx-tune needs"
-        raise KmxError(f"the benchmark crashed in {target} ({tail})")
+        raise KmxError(f"the benchmark crashed in {target} ({failure_tail(proc)})")
     return result_from_report(target, report)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmx_tune.errors import TargetError
+from kmx_tune.errors import KmxError, TargetError
 
 IN_TARGET_DIR = Path(__file__).parent / "_in_target"
 
@@ -158,6 +158,45 @@ def resolve_python(python: str | os.PathLike[str] | None) -> str:
     return str(candidate)
 
 
+def run_script(
+    python: str,
+    script: str,
+    args: Sequence[str] = (),
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+    timeout_message: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``kmx_tune/_in_target/<script>`` in *python*, capturing its output.
+
+    Raises TargetError when the interpreter cannot be started, and KmxError with
+    *timeout_message* (or a generic one) when it runs past *timeout* seconds."""
+    cmd = [python, str(IN_TARGET_DIR / script), *args]
+    run_env = dict(os.environ if env is None else env)
+    run_env.setdefault("PYTHONIOENCODING", "utf-8")
+    try:
+        return subprocess.run(
+            cmd, capture_output=True, text=True, env=run_env, timeout=timeout, check=False
+        )
+    except OSError as exc:
+        raise TargetError(
+            f"{python}: cannot run it ({exc.strerror or exc}); give the path of a Python 3.6+ "
+            "interpreter with --python"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise KmxError(
+            timeout_message or f"{python}: gave no answer within {timeout:.0f} s"
+        ) from None
+
+
+def failure_tail(proc: subprocess.CompletedProcess[str]) -> str:
+    """The last line a failed target process wrote, for a one-line error."""
+    if "SyntaxError" in proc.stderr:
+        return "it is older than Python 3.6, which kmx-tune needs"
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    return lines[-1].strip()[:300] if lines else f"exit status {proc.returncode}"
+
+
 def run_in_target(
     python: str,
     script: str,
@@ -168,27 +207,12 @@ def run_in_target(
 ) -> dict[str, Any]:
     """Run ``kmx_tune/_in_target/<script>`` in *python* and return the JSON object it
     prints. Raises TargetError when the interpreter cannot run it."""
-    path = IN_TARGET_DIR / script
-    cmd = [python, str(path), *args]
-    run_env = dict(os.environ if env is None else env)
-    run_env.setdefault("PYTHONIOENCODING", "utf-8")
-    try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, env=run_env, timeout=timeout, check=False
-        )
-    except OSError as exc:
-        raise TargetError(
-            f"{python}: cannot run it ({exc.strerror or exc}); give the path of a Python 3.6+ "
-            "interpreter with --python"
-        ) from None
-    except subprocess.TimeoutExpired:
-        raise TargetError(f"{python}: gave no answer within {timeout:.0f} s") from None
+    proc = run_script(python, script, args, env=env, timeout=timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        if "SyntaxError" in proc.stderr:
-            tail = "it is older than Python 3.6, which kmx-tune needs"
-        raise TargetError(f"{python}: does not work as a Python 3.6+ interpreter ({tail})")
+        raise TargetError(
+            f"{python}: does not work as a Python 3.6+ interpreter ({failure_tail(proc)})"
+        )
     try:
         data: dict[str, Any] = json.loads(lines[-1])
     except json.JSONDecodeError:

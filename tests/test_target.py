@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kmx_tune.errors import TargetError
-from kmx_tune.target import inspect_target, is_mxnet_distribution, resolve_python
+from kmx_tune.errors import KmxError, TargetError
+from kmx_tune.target import inspect_target, is_mxnet_distribution, resolve_python, run_in_target
 from tests.venvs import make_venv
 
 
@@ -71,3 +71,11 @@ def test_deep_mode_imports_mxnet_and_reads_its_features(mxnet_venv: Path) -> Non
     assert info.runtime.features["MKLDNN"] is True
     assert info.runtime.features["CUDA"] is False
     assert info.runtime.num_gpus == 0
+
+
+def test_a_hanging_interpreter_times_out_with_one_line(tmp_path: Path) -> None:
+    slow = tmp_path / "python"
+    slow.write_text("#!/bin/sh\nsleep 30\n")
+    slow.chmod(0o755)
+    with pytest.raises(KmxError, match="gave no answer within 1 s"):
+        run_in_target(str(slow), "kmx_env_facts.py", timeout=1)
