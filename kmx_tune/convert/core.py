@@ -169,7 +169,8 @@ def convert_file(
     if suffix not in (".npy", ".npz"):
         raise UsageError(f"{src}: not a .npy or .npz file")
     if in_place:
-        final = src
+        # a symlink keeps pointing where it did: its target is what gets converted
+        final = Path(os.path.realpath(src))
     elif output is not None:
         final = Path(output)
     else:
@@ -248,7 +249,12 @@ def _convert_npy(src: Path, final: Path, opts: Options, progress: Progress | Non
                 verify_data(source, out, rperm, full=opts.verify, where=str(final))
             finally:
                 out.close()
-            publish(tmp.path, final, overwrite=opts.force or opts.in_place)
+            publish(
+                tmp.path,
+                final,
+                overwrite=opts.force or opts.in_place,
+                like=src if opts.in_place else None,
+            )
     finally:
         source.close()
     return _replace(

@@ -608,7 +608,12 @@ def convert_npz(src: Path, final: Path, opts: Options, progress: Progress | None
                 sink.abort()
                 raise
             verify_npz(tmp.path, src, fd, members, plans, be, final, full=opts.verify)
-            publish(tmp.path, final, overwrite=opts.force or opts.in_place)
+            publish(
+                tmp.path,
+                final,
+                overwrite=opts.force or opts.in_place,
+                like=src if opts.in_place else None,
+            )
     finally:
         os.close(fd)
     return _replace(

@@ -19,6 +19,7 @@ import os
 import queue
 import secrets
 import shutil
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -259,8 +260,17 @@ def temp_output(final: Path) -> Iterator[TempFile]:
                 tmp.unlink()
 
 
-def publish(tmp: Path, final: Path, overwrite: bool) -> None:
-    """Give the complete, synced temporary file its final name, atomically."""
+def publish(tmp: Path, final: Path, overwrite: bool, *, like: Path | None = None) -> None:
+    """Give the complete, synced temporary file its final name, atomically.
+
+    ``like``: a file whose mode (and, where allowed, owner) the new file takes: the
+    input it replaces with ``--in-place``, so a private dataset stays private."""
+    if like is not None:
+        st = os.stat(like)
+        with contextlib.suppress(OSError):  # only root may give a file away
+            if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+                os.chown(tmp, st.st_uid, st.st_gid)
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))
     if not overwrite:
         try:
             # a hard link fails if the name exists: no window in which we could clobber it
