@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path),
+    # a str, not a Path: "out/" must keep its slash, which says "a folder" for one input
+    type=click.Path(),
     help="Output file, or folder for several inputs.",
 )
 @click.option("--in-place", is_flag=True, help="Replace each input, after a full verified write.")
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 def convert(
     paths: tuple[Path, ...],
     to: str,
-    output: Path | None,
+    output: str | None,
     in_place: bool,
     keys: tuple[str, ...],
     add_channel_axis: bool,
