@@ -173,6 +173,11 @@ def convert_file(
         final = Path(os.path.realpath(src))
     elif output is not None:
         final = Path(output)
+        if final.suffix.lower() != suffix:
+            raise UsageError(
+                f"-o {final}: a {suffix} input gives a {suffix} file; "
+                f"name the output ...{suffix}"
+            )
     else:
         final = default_output(src, to)
     if suffix == ".npy":
@@ -369,6 +374,11 @@ def output_paths(
     if folder or len(inputs) > 1 or out.is_dir() or str(output).endswith(os.sep):
         if out.exists() and not out.is_dir():
             raise UsageError(f"-o {out}: several inputs need a folder there, and it is a file")
+        if not out.exists() and out.suffix.lower() in (".npy", ".npz"):
+            raise UsageError(
+                f"-o {out}: several inputs need a folder, not a file name; "
+                "name a folder (-o converted/)"
+            )
         out.mkdir(parents=True, exist_ok=True)
         return [out / default_output(p, to).name for p in inputs]
     return [out]
