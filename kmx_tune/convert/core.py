@@ -58,6 +58,7 @@ class Options:
     dry_run: bool = False
     chunk_bytes: int = CHUNK_BYTES
     direct: bool = True  # try O_DIRECT for the output
+    require_keys: bool = True  # every --key must name an array in this file
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,18 @@ def refusal_message(path: Path, plans: Sequence[L.ArrayPlan]) -> str:
     return f"{path}: refused {len(refused)} array(s), nothing written: {parts}"
 
 
+def check_keys(src: Path, names: Sequence[str], opts: Options) -> None:
+    """A ``--key`` that names no array is a typo: say so, with the names there are."""
+    if not opts.require_keys:
+        return
+    missing = sorted(opts.keys - set(names))
+    if missing:
+        raise UsageError(
+            f"--key {missing[0]}: {src} has no array of that name; "
+            f"its arrays: {', '.join(names) or '(none)'}"
+        )
+
+
 def _open_regular(path: Path) -> tuple[int, int]:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -141,12 +154,14 @@ def convert_file(
     dry_run: bool = False,
     progress: Progress | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    require_keys: bool = True,
 ) -> FileResult:
     """Convert the image arrays in one ``.npy`` or ``.npz`` file to ``to``.
 
     The new file goes to ``output`` (default: ``NAME.channels_first.npy`` beside the
     input), or replaces the input with ``in_place=True`` once it is complete, synced
-    and verified in full. Raises :class:`kmx_tune.errors.KmxError` with a one-line
+    and verified in full. Each of ``keys`` must name an array in the file unless
+    ``require_keys`` is false. Raises :class:`kmx_tune.errors.KmxError` with a one-line
     message for anything that stops the conversion; the source is never modified
     except by that final rename.
     """
@@ -163,6 +178,7 @@ def convert_file(
         in_place=in_place,
         dry_run=dry_run,
         chunk_bytes=chunk_bytes,
+        require_keys=require_keys,
     )
     src = Path(path)
     suffix = src.suffix.lower()
@@ -205,6 +221,7 @@ def _convert_npy(src: Path, final: Path, opts: Options, progress: Progress | Non
         header = read_npy_header(fd, size, str(src))
     finally:
         os.close(fd)
+    check_keys(src, [src.stem], opts)
     plan = L.plan_array(
         src.stem,
         header.shape,
@@ -384,6 +401,29 @@ def output_paths(
     return [out]
 
 
+def _check_keys_somewhere(inputs: Sequence[Path], keys: Collection[str]) -> None:
+    """With several inputs, each ``--key`` must name an array in at least one of them
+    (a file that cannot be read is left to fail on its own, later)."""
+    import zipfile
+
+    names: set[str] = set()
+    for src in inputs:
+        if src.suffix.lower() == ".npy":
+            names.add(src.stem)
+            continue
+        try:
+            with zipfile.ZipFile(src) as zf:
+                names.update(n[:-4] if n.endswith(".npy") else n for n in zf.namelist())
+        except (OSError, zipfile.BadZipFile, ValueError):
+            return
+    missing = sorted(set(keys) - names)
+    if missing:
+        raise UsageError(
+            f"--key {missing[0]}: none of the {len(inputs)} files has an array of that name; "
+            "see their arrays with --dry-run"
+        )
+
+
 def convert_many(
     paths: Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str] | None = None,
@@ -404,6 +444,8 @@ def convert_many(
     inputs = expand_inputs(paths, to)
     if not inputs:
         raise UsageError("no .npy or .npz files found in the paths given")
+    if keys and len(inputs) > 1:
+        _check_keys_somewhere(inputs, keys)
     outs = output_paths(inputs, output, to, folder=any(Path(p).is_dir() for p in paths))
     results: list[FileResult] = []
     for src, out in zip(inputs, outs):
@@ -421,6 +463,7 @@ def convert_many(
                     in_place=in_place,
                     dry_run=dry_run,
                     progress=progress,
+                    require_keys=len(inputs) == 1,
                 )
             )
         except KmxError as exc:

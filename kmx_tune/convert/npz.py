@@ -35,6 +35,7 @@ from kmx_tune.convert.core import (
     Options,
     Progress,
     _check_target,
+    check_keys,
     _open_regular,
     _replace,
     refusal_message,
@@ -567,6 +568,7 @@ def convert_npz(src: Path, final: Path, opts: Options, progress: Progress | None
     fd, size = _open_regular(src)
     try:
         members = read_members(src, fd, size, be)
+        check_keys(src, [m.name for m in members], opts)
         plans = tuple(_plan(m, opts) for m in members)
         if any(p.action == L.REFUSE for p in plans):
             raise KmxError(refusal_message(src, plans))
