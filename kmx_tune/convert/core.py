@@ -129,11 +129,16 @@ def _open_regular(path: Path) -> tuple[int, int]:
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise UsageError(f"{path}: not a regular file")
+    if st.st_size == 0:
+        os.close(fd)
+        raise FormatError(f"{path}: the file is empty (0 bytes); save the data to it again")
     return fd, st.st_size
 
 
 def read_npy_header(fd: int, size: int, where: str) -> NpyHeader:
     prefix = os.pread(fd, PREFIX_LEN, 0)
+    if prefix.startswith(b"PK\x03\x04"):
+        raise FormatError(f"{where}: this is an .npz (zip) archive, not a .npy; rename it to .npz")
     _, offset = header_length(prefix, where)
     header = parse_header(os.pread(fd, offset, 0), where)
     if not header.dtype.hasobject:  # pickled data has no fixed size; it is refused anyway
@@ -181,6 +186,8 @@ def convert_file(
         require_keys=require_keys,
     )
     src = Path(path)
+    if not os.path.lexists(src):
+        raise UsageError(f"{src}: no such file or folder")
     suffix = src.suffix.lower()
     if suffix not in (".npy", ".npz"):
         raise UsageError(f"{src}: not a .npy or .npz file")
@@ -211,7 +218,7 @@ def _check_target(src: Path, final: Path, opts: Options) -> None:
     if final.exists() and not opts.force:
         raise KmxError(f"{final} exists; pass --force to overwrite it")
     if not final.parent.is_dir():
-        raise UsageError(f"{final.parent}: no such folder for the output")
+        raise UsageError(f"{final.parent}: no such folder for the output; create it first")
 
 
 def _convert_npy(src: Path, final: Path, opts: Options, progress: Progress | None) -> FileResult:

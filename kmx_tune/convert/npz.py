@@ -115,6 +115,10 @@ def read_members(path: Path, fd: int, size: int, be: Backend) -> list[Member]:
         with open(path, "rb") as fh, zipfile.ZipFile(fh) as zf:
             infos = zf.infolist()
     except _ZIP_ERRORS as exc:
+        if os.pread(fd, 6, 0) == b"\x93NUMPY":
+            raise FormatError(
+                f"{where}: this is a single .npy array, not an .npz (zip); rename it to .npy"
+            ) from None
         raise FormatError(f"{where}: not a valid .npz (zip) file: {exc}") from None
     members: list[Member] = []
     for info in infos:

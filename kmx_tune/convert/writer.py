@@ -245,7 +245,10 @@ def temp_output(final: Path) -> Iterator[TempFile]:
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _disk_full(final) from None
-        raise KmxError(f"{final.parent}: cannot create the output there: {exc.strerror}") from None
+        raise KmxError(
+            f"{final.parent}: cannot create the output there: {exc.strerror}; "
+            "write it elsewhere with -o DIR/"
+        ) from None
     handle = TempFile(tmp, fd)
     ok = False
     try:

@@ -1,0 +1,127 @@
+"""`kmx-tune convert` at the edges a user meets: odd paths, -o forms, --key typos,
+--in-place on links and private files, files with the wrong suffix."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from kmx_tune.cli import cli
+
+IMG = np.arange(2 * 5 * 6 * 3, dtype=np.uint8).reshape(2, 5, 6, 3)
+
+
+def run(*args: str) -> tuple[int, str]:
+    r = CliRunner().invoke(cli, ["convert", *args])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    return r.exit_code, r.output
+
+
+def run_json(*args: str) -> tuple[int, dict[str, object]]:
+    r = CliRunner().invoke(cli, ["convert", *args, "--json"])
+    return r.exit_code, json.loads(r.stdout)
+
+
+def test_in_place_keeps_a_private_files_mode(tmp_path: Path) -> None:
+    src = tmp_path / "x.npy"
+    np.save(src, IMG)
+    src.chmod(0o600)
+    code, _ = run(str(src), "--in-place")
+    assert code == 0
+    assert stat.S_IMODE(src.stat().st_mode) == 0o600
+    assert np.array_equal(np.load(src), IMG.transpose(0, 3, 1, 2))
+
+
+def test_in_place_on_a_symlink_converts_its_target_and_keeps_the_link(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    target = data / "x.npz"
+    np.savez(target, x=IMG)
+    link = tmp_path / "x.npz"
+    link.symlink_to(target)
+    code, out = run(str(link), "--in-place")
+    assert code == 0, out
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert np.load(target)["x"].shape == (2, 3, 5, 6)
+    assert sorted(p.name for p in data.iterdir()) == ["x.npz"]
+
+
+def test_output_folder_with_a_trailing_slash_for_one_file(tmp_path: Path) -> None:
+    src = tmp_path / "x.npy"
+    np.save(src, IMG)
+    code, out = run(str(src), "-o", str(tmp_path / "converted") + "/")
+    assert code == 0, out
+    assert (tmp_path / "converted").is_dir()
+    assert np.load(tmp_path / "converted" / "x.channels_first.npy").shape == (2, 3, 5, 6)
+
+
+def test_output_with_the_other_suffix_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "x.npy"
+    np.save(src, IMG)
+    code, out = run(str(src), "-o", str(tmp_path / "out.npz"))
+    assert code == 2
+    assert "Error:" in out and ".npy" in out
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_several_inputs_to_a_file_name_is_refused(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    np.save(a, IMG)
+    np.save(b, IMG)
+    code, out = run(str(a), str(b), "-o", str(tmp_path / "out.npy"))
+    assert code == 2 and "folder" in out
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_key_naming_no_array_is_an_error(tmp_path: Path) -> None:
+    src = tmp_path / "d.npz"
+    np.savez(src, x_train=IMG, y_train=np.arange(2))
+    code, out = run(str(src), "--key", "x_trian")
+    assert code == 2
+    assert "x_trian" in out and "x_train" in out  # what is there, to fix the typo
+    assert not (tmp_path / "d.channels_first.npz").exists()
+    code, data = run_json(str(src), "--key", "x_trian")
+    assert code == 2
+    (entry,) = data["files"]  # type: ignore[misc]
+    assert entry["status"] == "failed" and "x_trian" in entry["message"]
+
+
+def test_key_must_name_an_array_in_some_input_of_several(tmp_path: Path) -> None:
+    a, b = tmp_path / "x_train.npy", tmp_path / "x_test.npy"
+    np.save(a, IMG)
+    np.save(b, IMG)
+    code, out = run(str(a), str(b), "--key", "x_train")
+    assert code == 0, out  # named in one of them: the other is copied, not an error
+    assert (tmp_path / "x_train.channels_first.npy").exists()
+    assert not (tmp_path / "x_test.channels_first.npy").exists()
+    code, out = run(str(a), str(b), "--key", "nope", "--force")
+    assert code == 2 and "nope" in out
+
+
+def test_missing_path_without_a_suffix_says_no_such_file(tmp_path: Path) -> None:
+    code, out = run(str(tmp_path / "data"))
+    assert code == 2 and "no such file or folder" in out
+
+
+def test_empty_file_says_it_is_empty(tmp_path: Path) -> None:
+    for name in ("e.npy", "e.npz"):
+        (tmp_path / name).write_bytes(b"")
+        code, out = run(str(tmp_path / name))
+        assert code == 1 and "is empty" in out, out
+
+
+def test_npy_named_npz_and_npz_named_npy_say_what_to_rename(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", IMG)
+    np.savez(tmp_path / "z.npz", x=IMG)
+    shutil.copy(tmp_path / "x.npy", tmp_path / "a.npz")
+    shutil.copy(tmp_path / "z.npz", tmp_path / "b.npy")
+    code, out = run(str(tmp_path / "a.npz"))
+    assert code == 1 and "rename it to .npy" in out, out
+    code, out = run(str(tmp_path / "b.npy"))
+    assert code == 1 and "rename it to .npz" in out, out
