@@ -20,7 +20,7 @@ import re
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Union
 
@@ -849,6 +849,24 @@ def migrate_source(
     migrator = _Migrator(path, to, prescan)
     new_module = MetadataWrapper(module, unsafe_skip_copy=True).visit(migrator)
     findings = tuple(sorted(migrator.findings, key=lambda f: (f.line, f.col, f.code)))
+    if module.bytes != raw:
+        # libcst would not give this file back byte for byte (it drops the last "\r"
+        # of old-Mac line endings): report, never rewrite
+        why = (
+            "libcst cannot reproduce this file byte for byte (CR-only line endings?); edit by hand"
+        )
+        findings = tuple(
+            replace(
+                f,
+                message=f"{f.message} [{_NOT_REWRITTEN}: {why}]",
+                replacement=None,
+                fixable=False,
+            )
+            if f.fixable
+            else f
+            for f in findings
+        )
+        return FileResult(path, findings, raw, raw, module.encoding)
     return FileResult(path, findings, raw, new_module.bytes, module.encoding)
 
 
