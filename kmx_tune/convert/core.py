@@ -198,8 +198,7 @@ def convert_file(
         final = Path(output)
         if final.suffix.lower() != suffix:
             raise UsageError(
-                f"-o {final}: a {suffix} input gives a {suffix} file; "
-                f"name the output ...{suffix}"
+                f"-o {final}: a {suffix} input gives a {suffix} file; name the output ...{suffix}"
             )
     else:
         final = default_output(src, to)

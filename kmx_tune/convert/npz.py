@@ -35,9 +35,9 @@ from kmx_tune.convert.core import (
     Options,
     Progress,
     _check_target,
-    check_keys,
     _open_regular,
     _replace,
+    check_keys,
     refusal_message,
     verify_data,
 )
