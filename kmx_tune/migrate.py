@@ -842,6 +842,8 @@ def migrate_source(
         return FileResult(path, (error,), raw, None)
     except (UnicodeDecodeError, SyntaxError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, UnicodeDecodeError) or "encoding" in first:
+            first += "; save the file as UTF-8, or declare its encoding (# -*- coding: latin-1 -*-)"
         error = Finding(path, 1, 1, "E999", f"could not parse: {first}", None, False)
         return FileResult(path, (error,), raw, None)
     prescan = _Prescan()

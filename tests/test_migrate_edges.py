@@ -59,3 +59,13 @@ def test_cr_only_line_endings_are_never_cut_short(tmp_path: Path) -> None:
         assert after == raw.replace(b"(28, 28, 1)", b"(1, 28, 28)")
     else:
         assert code == 1 and "not rewritten" in out
+
+
+def test_undeclared_non_utf8_file_says_how_to_fix_it(tmp_path: Path) -> None:
+    p = tmp_path / "old.py"
+    raw = b"# caf\xe9\n" + BODY
+    p.write_bytes(raw)
+    code, out, _ = run("--write", str(p))
+    assert code == 1
+    assert "E999" in out and "UTF-8" in out and "coding" in out
+    assert p.read_bytes() == raw
