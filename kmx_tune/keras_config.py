@@ -222,6 +222,16 @@ def _json_error(exc: json.JSONDecodeError) -> str:
 def parse(text: str, location: KerasJsonLocation, backend_override: str | None) -> KerasJsonState:
     """Judge keras.json text the way Keras would read it."""
     where = str(location.path)
+    if not text.strip():
+        return KerasJsonState(
+            location,
+            True,
+            {},
+            f"{where} is empty (Keras ignores it and uses its defaults)",
+            backend_override,
+            text,
+            "malformed",
+        )
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -284,6 +294,18 @@ def read(
     except FileNotFoundError:
         # also a dangling symlink: Keras creates its target on first import
         return KerasJsonState(location, False, {}, None, override, None, "missing")
+    except NotADirectoryError:
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        return KerasJsonState(
+            location,
+            True,
+            {},
+            f"{blocker} is a file, not a folder, so {path} cannot exist; "
+            "point KERAS_HOME (or --keras-home) at a folder",
+            override,
+            None,
+            "unreadable",
+        )
     except OSError as exc:
         return KerasJsonState(
             location,
@@ -488,6 +510,10 @@ def file_lock(target: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]
         os.close(fd)  # closing releases the flock
 
 
+def _empty(state: KerasJsonState) -> bool:
+    return state.kind == "malformed" and state.text is not None and not state.text.strip()
+
+
 def _refuse(state: KerasJsonState, updates: Mapping[str, Any], force: bool) -> None:
     """Raise unless ``state`` is something an edit may build on. A bad value that the edit
     replaces anyway (say image_data_format "NCHW") is no reason to refuse."""
@@ -495,6 +521,8 @@ def _refuse(state: KerasJsonState, updates: Mapping[str, Any], force: bool) -> N
         raise KmxError(f"{state.error}; nothing was changed")
     if state.kind == "bad-values" and set(state.bad_keys) <= set(updates):
         return
+    if _empty(state):
+        return  # Keras reads it as {}: there is nothing to lose
     if state.kind in ("malformed", "not-object", "bad-values") and not force:
         bak = backup_path(_target(state.location.path))
         raise UsageError(
@@ -512,6 +540,10 @@ def _plan(
     if not state.exists:
         before = None
         after = dict(KERAS_DEFAULTS)
+    elif _empty(state):
+        before = None
+        after = dict(KERAS_DEFAULTS)
+        warnings.append(f"{state.location.path} was empty: wrote Keras's defaults with the change")
     elif state.kind in ("malformed", "not-object"):
         before = None
         after = dict(KERAS_DEFAULTS)

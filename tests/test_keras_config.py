@@ -486,3 +486,33 @@ def test_concurrent_edits_serialize_and_never_tear(tmp_path: Path) -> None:
     assert list(values)[:4] == ["floatx", "epsilon", "backend", "image_data_format"]
     reads, torn = map(int, out.split())
     assert reads > 0 and torn == 0
+
+
+# ---- found in review: an empty keras.json, KERAS_HOME naming a file
+
+
+@pytest.mark.parametrize("data", [b"", b"  \n"])
+def test_empty_file_is_filled_without_force(tmp_path: Path, data: bytes) -> None:
+    # Keras reads an empty keras.json as {} (its defaults); there is nothing to lose
+    loc, path = _kh(tmp_path)
+    path.write_bytes(data)
+    st = kc.read(loc, env={})
+    assert st.error is not None and "empty" in st.error
+    res = kc.set_format("channels_first", location=loc, env={})
+    assert res.written and path.read_text() == _first_import_text("channels_first")
+    assert any("empty" in w for w in res.warnings)
+
+
+def test_keras_home_naming_a_file_says_to_name_a_folder(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("precious")
+    for loc in (
+        kc.locate(env=_env(KERAS_HOME=str(afile))),
+        kc.locate(afile / "sub", env=_env()),
+    ):
+        st = kc.read(loc, env={})
+        assert st.error is not None and f"{afile} is a file, not a folder" in st.error
+        with pytest.raises(kc.KmxError) as info:
+            kc.set_format("channels_first", location=loc, env={})
+        assert "folder" in str(info.value)
+    assert afile.read_text() == "precious"
