@@ -125,3 +125,28 @@ def test_npy_named_npz_and_npz_named_npy_say_what_to_rename(tmp_path: Path) -> N
     assert code == 1 and "rename it to .npy" in out, out
     code, out = run(str(tmp_path / "b.npy"))
     assert code == 1 and "rename it to .npz" in out, out
+
+
+def test_structured_pixels_move_as_whole_records(tmp_path: Path) -> None:
+    # decision: a structured dtype is one value per pixel (say RGB fields of an (N, H, W, 3)
+    # batch of records): the transpose moves whole records and keeps the dtype
+    a = np.zeros((2, 5, 6, 3), dtype=[("v", "<i4"), ("m", "u1")])
+    a["v"] = np.arange(a.size).reshape(a.shape)
+    src = tmp_path / "s.npz"
+    np.savez_compressed(src, x=a, big=np.arange(4, dtype=">i8"))
+    code, out = run(str(src))
+    assert code == 0, out
+    got = np.load(tmp_path / "s.channels_first.npz")
+    assert got["x"].dtype == a.dtype and np.array_equal(got["x"], a.transpose(0, 3, 1, 2))
+    assert got["big"].dtype == np.dtype(">i8")
+
+
+def test_pickled_member_is_refused_even_when_not_named(tmp_path: Path) -> None:
+    tmp_path = tmp_path / "w"
+    tmp_path.mkdir()
+    src = tmp_path / "o.npz"
+    np.savez(src, x=IMG, o=np.array([{"a": 1}], dtype=object))
+    before = src.read_bytes()
+    code, out = run(str(src), "--key", "x")
+    assert code == 1 and "pickle" in out
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["o.npz"]
