@@ -295,3 +295,33 @@ def test_a_script_that_raises_shows_its_own_traceback(
     assert "Convolution" in proc.stdout  # the work done before the failure is profiled
     assert "The script exited with status 1 (RuntimeError: loss is nan)." in proc.stdout
     assert (tmp_path / "train.profile.json").is_file()
+
+
+def test_a_folder_at_the_default_trace_path_names_the_path_not_none(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text("print('never runs')\n")
+    (tmp_path / "train.profile.json").mkdir()
+    proc = kmx("profile", str(script), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "never runs" not in proc.stdout
+    err = proc.stderr.strip()
+    assert "None" not in err
+    assert err.startswith(f"Error: {tmp_path / 'train.profile.json'}: is a folder")
+    assert "--out" in err
+
+
+@pytest.mark.parametrize("where", ["out", "cwd"])
+def test_an_unwritable_trace_path_fails_before_the_script_runs(tmp_path: Path, where: str) -> None:
+    # /proc refuses new files even to root, so this holds for every user
+    script = tmp_path / "train.py"
+    script.write_text("print('ran')\n")
+    if where == "out":
+        proc = kmx("profile", "--out", "/proc/kmx-trace.json", str(script), cwd=tmp_path)
+    else:
+        proc = kmx("profile", str(script), cwd=Path("/proc"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "ran" not in proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("Error: cannot write the trace /proc/")
+    assert "--out" in lines[0]
