@@ -325,3 +325,29 @@ def test_an_unwritable_trace_path_fails_before_the_script_runs(tmp_path: Path, w
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("Error: cannot write the trace /proc/")
     assert "--out" in lines[0]
+
+
+IDENTITY_SCRIPT = """\
+import json, sys
+print(json.dumps({"file": __file__, "argv0": sys.argv[0], "path0": sys.path[0]}))
+"""
+
+
+@pytest.mark.integration
+def test_file_and_path0_are_what_python_gives_a_symlinked_script(
+    mxnet_venv: Path, tmp_path: Path
+) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "run.py").write_text(IDENTITY_SCRIPT)
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "run.py").symlink_to(real / "run.py")
+    rel = os.path.join("links", "run.py")
+    plain = subprocess.run(
+        [str(mxnet_venv), rel], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    proc = kmx("profile", "--python", str(mxnet_venv), rel, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # Python >= 3.9 makes __main__.__file__ absolute; sys.path[0] is the real folder
+    assert json.loads(proc.stdout.splitlines()[0]) == json.loads(plain.stdout)
