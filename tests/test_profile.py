@@ -351,3 +351,20 @@ def test_file_and_path0_are_what_python_gives_a_symlinked_script(
     assert proc.returncode == 0, proc.stderr
     # Python >= 3.9 makes __main__.__file__ absolute; sys.path[0] is the real folder
     assert json.loads(proc.stdout.splitlines()[0]) == json.loads(plain.stdout)
+
+
+@pytest.mark.integration
+def test_numpy_124_gives_exactly_one_error_line(tmp_path: Path) -> None:
+    from tests.venvs import make_venv
+
+    python = make_venv(tmp_path / "np124", ["mxnet==1.9.1", "numpy==1.24.4"])
+    script = tmp_path / "train.py"
+    script.write_text("print('never runs')\n")
+    proc = kmx("profile", "--python", str(python), str(script), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "never runs" not in proc.stdout
+    # mxnet's FutureWarning about np.bool before it fails is noise, not the message
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "module 'numpy' has no attribute 'bool'" in lines[0]
+    assert "kmx-tune install-mxnet --python" in lines[0]

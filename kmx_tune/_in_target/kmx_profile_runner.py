@@ -19,6 +19,7 @@ import runpy
 import sys
 import traceback
 import types
+import warnings
 import zipfile
 
 SCHEMA = "kmx-tune/profile-run/1"
@@ -126,12 +127,17 @@ def main(argv):
         "exit_status": None,
         "script_error": None,
     }
-    try:
-        import mxnet as mx
-    except Exception as exc:  # not installed, or installed but broken (numpy 1.24+, ...)
-        report["mxnet_error"] = _error_line(exc)
-        _write_stats(stats, report)
-        return MXNET_MISSING
+    # Warnings from a failing import (numpy 1.24's np.bool FutureWarning) would only
+    # clutter kmx-tune's one-line error; after a good import they show as usual.
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            import mxnet as mx
+        except Exception as exc:  # not installed, or installed but broken (numpy 1.24+)
+            report["mxnet_error"] = _error_line(exc)
+            _write_stats(stats, report)
+            return MXNET_MISSING
+    for w in caught:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
     report["mxnet_version"] = getattr(mx, "__version__", None)
 
     # As `python SCRIPT ARGS`: argv as given; the script's real folder (symlinks
