@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ TIMEOUT_S = 900.0
 # (../shared/facts/mxnet-wheels.md, cuobjdump on mxnet-cu117 1.9.1), so on a newer
 # GPU (H100/H200: 9.0, Blackwell: 10.x/12.x) every kernel launch fails with this.
 NO_KERNEL_IMAGE = "no kernel image is available"
+
+# How a --batch too big for this machine fails: MXNet's allocator, Python's, or a
+# shape that no longer fits MXNet's index type.
+_TOO_BIG = ("Failed to allocate", "MemoryError", "OverflowError", "std::bad_alloc")
 
 
 def _quartiles(values: Sequence[float]) -> tuple[float, float, float]:
@@ -188,6 +193,11 @@ def error_message(kind: str, message: str, python: str, report: Mapping[str, Any
     gpu = gpu_failure_message(message, mxnet)
     if gpu is not None:
         return gpu
+    if any(marker in message for marker in _TOO_BIG):
+        return (
+            f"--batch {report.get('batch')}: the benchmark's arrays do not fit in memory "
+            f"({message}); try a smaller --batch"
+        )
     return f"the benchmark failed in {python} ({message}); run `kmx-tune doctor --python {python}`"
 
 
@@ -247,6 +257,16 @@ def run_bench(
         gpu = gpu_failure_message(proc.stderr)
         if gpu is not None:
             raise KmxError(gpu)
+        if any(marker in proc.stderr for marker in _TOO_BIG):
+            raise KmxError(
+                f"--batch {batch}: the benchmark's arrays do not fit in memory "
+                f"({failure_tail(proc)}); try a smaller --batch"
+            )
+        if proc.returncode == -signal.SIGKILL:
+            raise KmxError(
+                f"--batch {batch}: the benchmark was killed (SIGKILL), most likely by the "
+                "system's out-of-memory killer; try a smaller --batch"
+            )
         raise KmxError(f"the benchmark crashed in {target} ({failure_tail(proc)})")
     return result_from_report(target, report)
 

@@ -9,6 +9,7 @@ this module reads back; the Chrome trace goes where the user asked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -250,9 +251,14 @@ def profile_script(
     trace = Path(out).expanduser() if out is not None else default_trace_path(script_path)
     trace = trace.absolute()
     if trace.is_dir():
-        raise UsageError(f"--out {out}: is a folder; give a file name such as profile.json")
+        name = f"--out {out}" if out is not None else str(trace)
+        raise UsageError(
+            f"{name}: is a folder; give a file name for the trace with --out, such as "
+            "--out profile.json"
+        )
     if not trace.parent.is_dir():
         raise UsageError(f"--out {out or trace}: folder {trace.parent} does not exist")
+    _check_writable(trace)
 
     env = dict(os.environ)
     env.update(BULK_EXEC_OFF)
@@ -301,6 +307,24 @@ def profile_script(
         exit_status=status,
         env=BULK_EXEC_OFF,
     )
+
+
+def _check_writable(trace: Path) -> None:
+    """Fail before the script runs when the trace cannot be written: MXNet's profiler
+    gives up silently. Opening for append creates nothing that stays and truncates
+    nothing that exists."""
+    existed = trace.exists()
+    try:
+        with open(trace, "ab"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the trace {trace} ({exc.strerror or exc}); choose a writable "
+            "place with --out FILE"
+        ) from None
+    if not existed:
+        with contextlib.suppress(OSError):
+            trace.unlink()
 
 
 def _read_report(path: Path) -> dict[str, Any] | None:

@@ -159,3 +159,68 @@ def test_gpu_on_a_cpu_build_is_one_line(mxnet_venv: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert "Error: --ctx gpu: the mxnet 1.9.1 in" in proc.stderr
     assert "CPU-only build" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "MXNetError: Failed to allocate CPU Memory",
+        "MemoryError: ",
+        "OverflowError: Python int too large to convert to C unsigned long",
+    ],
+)
+def test_a_batch_too_big_for_memory_says_to_lower_batch(message: str) -> None:
+    report = _report([], [], batch=100000)
+    report.update(times=None, error={"kind": "failed", "message": message})
+    with pytest.raises(KmxError) as info:
+        result_from_report("python", report)
+    text = str(info.value)
+    assert "\n" not in text
+    assert text.startswith("--batch 100000: ")
+    assert "smaller --batch" in text
+    assert "doctor" not in text
+
+
+# How the OS ends a target that asked for too much memory, as the target sees it: the
+# OOM killer's SIGKILL (no report, no stderr), or C++'s bad_alloc aborting MXNet.
+OOM_ENDINGS = {
+    "oom_killer": "kill -9 $$\n",
+    "bad_alloc": "echo \"terminate called after throwing an instance of 'std::bad_alloc'\" >&2\n"
+    "echo '  what():  std::bad_alloc' >&2\nexit 134\n",
+}
+
+
+@pytest.mark.parametrize("ending", sorted(OOM_ENDINGS))
+def test_a_run_ended_for_lack_of_memory_says_to_lower_batch(tmp_path: Path, ending: str) -> None:
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\n" + OOM_ENDINGS[ending])
+    fake.chmod(0o755)
+    proc = kmx("bench", "--python", str(fake), "--batch", "4096")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith("Error: --batch 4096: ") and "smaller --batch" in errors[0]
+
+
+@pytest.mark.integration
+def test_a_huge_batch_is_one_line_about_memory(mxnet_venv: Path) -> None:
+    import resource
+
+    def limit_memory() -> None:  # 6 GiB of address space: mxnet's allocation fails
+        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "kmx_tune", "bench", "--python", str(mxnet_venv)]
+        + ["--batch", "1000000", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+        preexec_fn=limit_memory,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith("Error: --batch 1000000: ") and "smaller --batch" in errors[0]

@@ -295,3 +295,76 @@ def test_a_script_that_raises_shows_its_own_traceback(
     assert "Convolution" in proc.stdout  # the work done before the failure is profiled
     assert "The script exited with status 1 (RuntimeError: loss is nan)." in proc.stdout
     assert (tmp_path / "train.profile.json").is_file()
+
+
+def test_a_folder_at_the_default_trace_path_names_the_path_not_none(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text("print('never runs')\n")
+    (tmp_path / "train.profile.json").mkdir()
+    proc = kmx("profile", str(script), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "never runs" not in proc.stdout
+    err = proc.stderr.strip()
+    assert "None" not in err
+    assert err.startswith(f"Error: {tmp_path / 'train.profile.json'}: is a folder")
+    assert "--out" in err
+
+
+@pytest.mark.parametrize("where", ["out", "cwd"])
+def test_an_unwritable_trace_path_fails_before_the_script_runs(tmp_path: Path, where: str) -> None:
+    # /proc refuses new files even to root, so this holds for every user
+    script = tmp_path / "train.py"
+    script.write_text("print('ran')\n")
+    if where == "out":
+        proc = kmx("profile", "--out", "/proc/kmx-trace.json", str(script), cwd=tmp_path)
+    else:
+        proc = kmx("profile", str(script), cwd=Path("/proc"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "ran" not in proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("Error: cannot write the trace /proc/")
+    assert "--out" in lines[0]
+
+
+IDENTITY_SCRIPT = """\
+import json, sys
+print(json.dumps({"file": __file__, "argv0": sys.argv[0], "path0": sys.path[0]}))
+"""
+
+
+@pytest.mark.integration
+def test_file_and_path0_are_what_python_gives_a_symlinked_script(
+    mxnet_venv: Path, tmp_path: Path
+) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "run.py").write_text(IDENTITY_SCRIPT)
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "run.py").symlink_to(real / "run.py")
+    rel = os.path.join("links", "run.py")
+    plain = subprocess.run(
+        [str(mxnet_venv), rel], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    proc = kmx("profile", "--python", str(mxnet_venv), rel, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # Python >= 3.9 makes __main__.__file__ absolute; sys.path[0] is the real folder
+    assert json.loads(proc.stdout.splitlines()[0]) == json.loads(plain.stdout)
+
+
+@pytest.mark.integration
+def test_numpy_124_gives_exactly_one_error_line(tmp_path: Path) -> None:
+    from tests.venvs import make_venv
+
+    python = make_venv(tmp_path / "np124", ["mxnet==1.9.1", "numpy==1.24.4"])
+    script = tmp_path / "train.py"
+    script.write_text("print('never runs')\n")
+    proc = kmx("profile", "--python", str(python), str(script), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "never runs" not in proc.stdout
+    # mxnet's FutureWarning about np.bool before it fails is noise, not the message
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "module 'numpy' has no attribute 'bool'" in lines[0]
+    assert "kmx-tune install-mxnet --python" in lines[0]

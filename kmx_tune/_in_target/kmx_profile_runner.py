@@ -10,12 +10,17 @@ raises or calls ``sys.exit``. STATS receives one JSON object: the profiler's agg
 statistics plus what happened (mxnet version, exit status, the script's error).
 """
 
+import builtins
 import contextlib
+import importlib.util
 import json
 import os
 import runpy
 import sys
 import traceback
+import types
+import warnings
+import zipfile
 
 SCHEMA = "kmx-tune/profile-run/1"
 MXNET_MISSING = 3  # exit status when mxnet itself cannot be imported (STATS says so)
@@ -73,6 +78,30 @@ def _print_script_traceback(exc_type, exc, tb):
     sys.stderr.flush()
 
 
+def _run_as_main(script, main_file):
+    """Run *script* as ``__main__`` with ``__file__ == main_file`` and ``sys.argv[0]``
+    left as given (runpy.run_path would set both to the same path)."""
+    with open(script, "rb") as handle:
+        source = handle.read()
+    if source[:4] == importlib.util.MAGIC_NUMBER or zipfile.is_zipfile(script):
+        runpy.run_path(script, run_name="__main__")  # a .pyc or a zip application
+        return
+    code = compile(source, main_file, "exec", dont_inherit=True)
+    module = types.ModuleType("__main__")
+    module.__dict__.update(
+        {
+            "__file__": main_file,
+            "__cached__": None,
+            "__loader__": None,
+            "__package__": None,
+            "__spec__": None,
+            "__builtins__": builtins,
+        }
+    )
+    sys.modules["__main__"] = module
+    exec(code, module.__dict__)
+
+
 def _exit_status(code):
     """The process status Python gives ``sys.exit(code)``."""
     if code is None:
@@ -98,23 +127,30 @@ def main(argv):
         "exit_status": None,
         "script_error": None,
     }
-    try:
-        import mxnet as mx
-    except Exception as exc:  # not installed, or installed but broken (numpy 1.24+, ...)
-        report["mxnet_error"] = _error_line(exc)
-        _write_stats(stats, report)
-        return MXNET_MISSING
+    # Warnings from a failing import (numpy 1.24's np.bool FutureWarning) would only
+    # clutter kmx-tune's one-line error; after a good import they show as usual.
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            import mxnet as mx
+        except Exception as exc:  # not installed, or installed but broken (numpy 1.24+)
+            report["mxnet_error"] = _error_line(exc)
+            _write_stats(stats, report)
+            return MXNET_MISSING
+    for w in caught:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
     report["mxnet_version"] = getattr(mx, "__version__", None)
 
-    # As `python SCRIPT ARGS`: argv, the script's folder first on sys.path (not ours).
+    # As `python SCRIPT ARGS`: argv as given; the script's real folder (symlinks
+    # resolved) first on sys.path, not ours; __file__ absolute from Python 3.9 on.
     sys.argv = [script] + list(script_args)
-    sys.path[0] = os.path.dirname(os.path.abspath(script))
+    sys.path[0] = os.path.dirname(os.path.realpath(script))
+    main_file = os.path.abspath(script) if sys.version_info >= (3, 9) else script
 
     mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=trace)
     status = 0
     mx.profiler.set_state("run")
     try:
-        runpy.run_path(script, run_name="__main__")
+        _run_as_main(script, main_file)
     except SystemExit as exc:
         status = _exit_status(exc.code)
     except KeyboardInterrupt as exc:
