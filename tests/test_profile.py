@@ -297,6 +297,26 @@ def test_a_script_that_raises_shows_its_own_traceback(
     assert (tmp_path / "train.profile.json").is_file()
 
 
+@pytest.mark.integration
+def test_a_trace_left_by_an_earlier_run_is_not_passed_off_as_this_runs(
+    mxnet_venv: Path, tmp_path: Path
+) -> None:
+    # The script points MXNet's profiler elsewhere, so nothing is written at our path:
+    # the stale file there must not be reported as this run's trace. (MXNet's set_config
+    # removes an existing file at the trace path when the runner configures it.)
+    script = tmp_path / "own.py"
+    script.write_text(
+        "import mxnet as mx\n"
+        "mx.profiler.set_config(profile_all=True, filename='mine.json')\n"
+        "mx.nd.ones((2, 2)).asnumpy()\n"
+    )
+    stale = tmp_path / "own.profile.json"
+    stale.write_text('{"traceEvents": []}')
+    proc = kmx("profile", "--python", str(mxnet_venv), str(script), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Trace: none was written" in proc.stdout
+
+
 def test_a_folder_at_the_default_trace_path_names_the_path_not_none(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text("print('never runs')\n")
