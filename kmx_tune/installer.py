@@ -248,10 +248,12 @@ def make_plan(
 ) -> InstallPlan:
     """The plan for installing *package*==*version* into *target*. Pure: every other
     MXNet distribution goes, because all flavors write the same ``mxnet`` module and
-    a second one silently overwrites the first one's files."""
-    uninstall = tuple(
-        d for d in target.mxnet_distributions if normalize(d.name) != normalize(package)
-    )
+    a second one silently overwrites the first one's files. When another flavor is
+    there, *package* goes too even at the wanted version: uninstalling the other
+    flavor deletes the files they share, and pip would then find *package*
+    "already satisfied" and leave the broken module in place."""
+    others = [d for d in target.mxnet_distributions if normalize(d.name) != normalize(package)]
+    uninstall = target.mxnet_distributions if others else ()
     return InstallPlan(
         python=target.python,
         python_version=target.version_str,

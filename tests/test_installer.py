@@ -196,3 +196,11 @@ def test_verify_script_reports_a_missing_mxnet_as_json(tmp_path: Any) -> None:
     report = run_in_target(sys.executable, "kmx_verify_mxnet.py")
     assert report["import_error"].startswith(("ModuleNotFoundError", "ImportError"))
     assert report["mxnet_version"] is None
+
+
+def test_with_another_flavor_present_the_chosen_one_is_reinstalled_too() -> None:
+    """Uninstalling mxnet-native deletes the files it shares with mxnet (the same
+    `mxnet` module): pip would call mxnet 1.9.1 "already satisfied" and leave a
+    broken module, so the plan removes every MXNet distribution and installs afresh."""
+    plan = plan_for(dists=[("mxnet", "1.9.1"), ("mxnet-native", "1.8.0.post0")])
+    assert [d.name for d in plan.uninstall] == ["mxnet", "mxnet-native"]
