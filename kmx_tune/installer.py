@@ -549,6 +549,12 @@ def judge(
         )
     if report.get("import_error"):
         problems.append(f"import mxnet failed: {report['import_error']}")
+    elif not report.get("mxnet_file"):
+        # a namespace package: what is left of a folder another flavor's uninstall emptied
+        problems.append(
+            "import mxnet found a folder without __init__.py: the package's files are "
+            "missing (reinstall it with pip install --force-reinstall)"
+        )
     else:
         version = report.get("mxnet_version") or "?"
         if _release(version) != _release(plan.version):

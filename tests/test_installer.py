@@ -204,3 +204,13 @@ def test_with_another_flavor_present_the_chosen_one_is_reinstalled_too() -> None
     broken module, so the plan removes every MXNet distribution and installs afresh."""
     plan = plan_for(dists=[("mxnet", "1.9.1"), ("mxnet-native", "1.8.0.post0")])
     assert [d.name for d in plan.uninstall] == ["mxnet", "mxnet-native"]
+
+
+def test_an_mxnet_folder_without_init_is_named_as_such() -> None:
+    """A half-deleted mxnet folder imports as a namespace package: no version, no file."""
+    report = good_report(mxnet_version=None, mxnet_file=None, features=None)
+    report["features_error"] = "AttributeError: module 'mxnet' has no attribute 'runtime'"
+    v = judge(plan_for(), report, installed(("mxnet", "1.9.1")))
+    assert not v.ok
+    assert v.problems[0].startswith("import mxnet found a folder without __init__.py")
+    assert not any("found , not" in p or "version ?" in p for p in v.problems)
