@@ -8,8 +8,10 @@ stdlib-only script (kmx_tune.target), and only ``--deep`` imports mxnet there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -338,9 +340,14 @@ def check_keras(ctx: Context) -> Iterator[Finding]:
             "keras",
             FAIL,
             f"`import keras` finds {what}{over}, which has no MXNet backend",
-            f"detected: no backend/mxnet_backend.py in {facts.module_path}; keras-mxnet ships "
-            "as the module `keras`, so `pip install keras` replaces it (keras-apache-mxnet "
-            "issue 134)",
+            (
+                f"detected: backend/mxnet_backend.py is left in {facts.module_path}, but "
+                "backend/__init__.py is plain Keras's and never loads it"
+                if facts.mxnet_backend_file
+                else f"detected: no backend/mxnet_backend.py in {facts.module_path}"
+            )
+            + "; keras-mxnet ships as the module `keras`, so `pip install keras` replaces it "
+            "(keras-apache-mxnet issue 134)",
             reinstall if old_py else ctx.old_python_route(),
         )
         return
@@ -751,19 +758,27 @@ def run_doctor(
     hardware (py-cpuinfo on a cold cache, NVML): both mostly wait on other processes
     and libraries, so overlapping them saves most of the shorter one."""
     box: dict[str, Any] = {}
+    env = os.environ if env is None else env
+    target_env: dict[str, str] | None = None
+    with contextlib.ExitStack() as stack:
+        if deep and not keras_config.read(env=env).exists:
+            # Importing Keras writes a keras.json (channels_last) where it looks when
+            # there is none: a check must not, so it writes into a folder that goes away.
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="kmx-doctor-"))
+            target_env = {**env, "KERAS_HOME": scratch}
 
-    def inspect() -> None:
+        def inspect() -> None:
+            try:
+                box["target"] = inspect_target(python, deep=deep, env=target_env)
+            except BaseException as exc:  # re-raised in the caller's thread below
+                box["error"] = exc
+
+        worker = threading.Thread(target=inspect, name="kmx-inspect-target", daemon=True)
+        worker.start()
         try:
-            box["target"] = inspect_target(python, deep=deep)
-        except BaseException as exc:  # re-raised in the caller's thread below
-            box["error"] = exc
-
-    worker = threading.Thread(target=inspect, name="kmx-inspect-target", daemon=True)
-    worker.start()
-    try:
-        hw = get_hardware(hardware_file)
-    finally:
-        worker.join()
+            hw = get_hardware(hardware_file)
+        finally:
+            worker.join()
     if "error" in box:
         raise box["error"]
     return diagnose(box["target"], hw, env=env, hardware_file=hardware_file)
