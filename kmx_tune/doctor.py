@@ -297,13 +297,19 @@ def check_numpy(ctx: Context) -> Iterator[Finding]:
             fix,
         )
     elif _vkey(numpy) >= (1, 24):
+        how = (
+            "and mxnet's own requirement (numpy<2.0.0) lets pip install it"
+            if _vkey(numpy) < (2,)
+            else "mxnet's own requirement is numpy<2.0.0, so another package's "
+            "requirement pulled it in"
+        )
         yield Finding(
             "numpy",
             FAIL,
             f"numpy {numpy} breaks {mx.name} {mx.version}: import mxnet fails with numpy >= 1.24",
             f"detected: numpy {numpy} in {ctx.python}; numpy 1.24 removed np.bool, which mxnet "
-            "uses (AttributeError: module 'numpy' has no attribute 'bool'; mxnet issue 21165), "
-            "and mxnet's own requirement (numpy<2.0.0) lets pip install it",
+            f"uses (AttributeError: module 'numpy' has no attribute 'bool'; mxnet issue 21165); "
+            + how,
             fix,
         )
     else:
