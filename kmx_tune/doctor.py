@@ -308,7 +308,7 @@ def check_numpy(ctx: Context) -> Iterator[Finding]:
             FAIL,
             f"numpy {numpy} breaks {mx.name} {mx.version}: import mxnet fails with numpy >= 1.24",
             f"detected: numpy {numpy} in {ctx.python}; numpy 1.24 removed np.bool, which mxnet "
-            f"uses (AttributeError: module 'numpy' has no attribute 'bool'; mxnet issue 21165); "
+            "uses (AttributeError: module 'numpy' has no attribute 'bool'; mxnet issue 21165); "
             + how,
             fix,
         )
