@@ -277,6 +277,4 @@ def test_plain_keras_installed_over_keras_mxnet_fails(tmp_path: Path) -> None:
     pip_install(python, ["--no-deps", "--force-reinstall", "keras-mxnet==2.2.4.3"])
     _, findings = _doctor_json(python)
     assert findings["keras"]["status"] == "warn"
-    assert findings["keras"]["title"] == (
-        "both keras 2.2.4 and keras-mxnet 2.2.4.3 are installed"
-    )
+    assert findings["keras"]["title"] == ("both keras 2.2.4 and keras-mxnet 2.2.4.3 are installed")
