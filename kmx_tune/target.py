@@ -158,7 +158,8 @@ def resolve_python(python: str | os.PathLike[str] | None) -> str:
         raise TargetError(
             f"--python {raw}: is not executable; give the path of a Python interpreter"
         )
-    return str(candidate)
+    # exec looks a name without a slash up on PATH: "./python" is the file meant here
+    return str(candidate) if os.sep in str(candidate) else os.path.join(os.curdir, raw)
 
 
 def run_script(
@@ -213,9 +214,12 @@ def run_in_target(
     proc = run_script(python, script, args, env=env, timeout=timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise TargetError(
-            f"{python}: does not work as a Python 3.6+ interpreter ({failure_tail(proc)})"
+        why = (
+            failure_tail(proc)
+            if proc.returncode or proc.stderr.strip()
+            else "it ran but printed no report"
         )
+        raise TargetError(f"{python}: does not work as a Python 3.6+ interpreter ({why})")
     try:
         data: dict[str, Any] = json.loads(lines[-1])
     except json.JSONDecodeError:
