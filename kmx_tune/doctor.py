@@ -585,6 +585,24 @@ def check_cudnn_autotune(ctx: Context) -> Iterator[Finding]:
     if not ctx.hw.gpus:
         return
     raw = ctx.env.get("MXNET_CUDNN_AUTOTUNE_DEFAULT")
+    dists = ctx.target.mxnet_distributions
+    flavors = [FLAVORS.get(normalize(d.name)) for d in dists]
+    cpu_build = (
+        all(f is not None and f.cuda is None for f in flavors)
+        if dists
+        else not ctx.rec.gpu  # nothing installed: the advice decides (CPU on an H100)
+    )
+    if cpu_build:
+        if raw is not None and dists:
+            installed = ", ".join(f"{d.name} {d.version}" for d in dists)
+            yield Finding(
+                "env.MXNET_CUDNN_AUTOTUNE_DEFAULT",
+                OK,
+                f"MXNET_CUDNN_AUTOTUNE_DEFAULT={raw.strip()} has no effect on {installed}, "
+                "a CPU build",
+                "from the environment; only CUDA builds use cuDNN",
+            )
+        return
     origin = f"{ctx.hw.origin}: {ctx.hw.gpu_summary}"
     if raw is None:
         yield Finding(

@@ -358,6 +358,29 @@ def test_cudnn_autotune_only_on_gpu_boxes(tmp_path: Path) -> None:
     assert f.status == "warn" and f.fix == "export MXNET_CUDNN_AUTOTUNE_DEFAULT=1"
 
 
+def test_cudnn_autotune_is_not_advice_for_a_cpu_build_on_a_gpu_box(tmp_path: Path) -> None:
+    """On the H100 no wheel has kernels: the advice is the CPU build, which has no cuDNN."""
+    t = target(MX, NP_OK)
+    unset = run(t, H100, home=tmp_path)
+    assert not [f for f in unset.findings if f.id.startswith("env.MXNET_CUDNN")]
+    off = run(t, H100, home=tmp_path, env={"MXNET_CUDNN_AUTOTUNE_DEFAULT": "0"})
+    f = find(off, "env.MXNET_CUDNN_AUTOTUNE_DEFAULT")
+    assert f.status == "ok" and f.fix is None
+    assert f.title == "MXNET_CUDNN_AUTOTUNE_DEFAULT=0 has no effect on mxnet 1.9.1, a CPU build"
+    # nothing installed: the advice (the CPU build on an H100) decides
+    assert not [
+        f for f in run(target(), H100, home=tmp_path).findings if f.id.startswith("env.MXNET_CUDNN")
+    ]
+    # a CUDA flavor installed on a GPU it fits is still checked
+    assert (
+        find(
+            run(target(("mxnet-cu117", "1.9.1"), NP_OK), RTX_NEW, home=tmp_path),
+            "env.MXNET_CUDNN_AUTOTUNE_DEFAULT",
+        ).status
+        == "ok"
+    )
+
+
 # ------------------------------------------------------------ report, deep
 
 
