@@ -499,6 +499,13 @@ def _old_pip_hint(python: str) -> str:
     )
 
 
+def _version_or_none(text: str) -> Version | None:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
 def _same(text: str, wanted: Version) -> bool:
     try:
         return Version(text) == wanted
@@ -540,9 +547,15 @@ def judge(
     mx_dists = sorted(
         (d for key, d in installed.items() if is_mxnet_distribution(key)), key=lambda d: d.name
     )
-    if [(normalize(d.name), d.version) for d in mx_dists] != [
-        (normalize(plan.package), plan.version)
-    ]:
+    wanted = _version_or_none(plan.version)
+    if not (
+        len(mx_dists) == 1
+        and normalize(mx_dists[0].name) == normalize(plan.package)
+        and (
+            mx_dists[0].version == plan.version
+            or (wanted is not None and _same(mx_dists[0].version, wanted))
+        )
+    ):
         found = ", ".join(d.requirement for d in mx_dists) or "none"
         problems.append(
             f"pip lists these MXNet distributions: {found}; expected {plan.requirement} only"

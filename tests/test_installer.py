@@ -214,3 +214,10 @@ def test_an_mxnet_folder_without_init_is_named_as_such() -> None:
     assert not v.ok
     assert v.problems[0].startswith("import mxnet found a folder without __init__.py")
     assert not any("found , not" in p or "version ?" in p for p in v.problems)
+
+
+def test_a_short_version_matches_what_pip_installs_for_it() -> None:
+    """--version 1.9 asks pip for mxnet==1.9, which PEP 440 matches to 1.9.0."""
+    plan = plan_for(version="1.9")
+    v = judge(plan, good_report(mxnet_version="1.9.0"), installed(("mxnet", "1.9.0")))
+    assert v.ok, v.problems
