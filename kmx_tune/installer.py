@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -422,6 +423,15 @@ def check_available(plan: InstallPlan, pip: PipOptions) -> None:
             + (f"; {shown}" if shown else f" ({run.error_line()})")
             + _old_pip_hint(plan.python)
         )
+    if not versions and pip.no_index:
+        folders = ", ".join(pip.find_links) or "the --find-links folders of your pip configuration"
+        dest = pip.find_links[0] if len(pip.find_links) == 1 else "DIR"
+        wanted = " ".join(shlex.quote(r) for r in plan.requirements)
+        raise NotServedError(
+            f"no {plan.package} wheel for {where} in {folders} (--no-index); put the wheels "
+            f"there with `pip download {wanted} --only-binary=:all: -d {dest}` on a machine "
+            "that reaches the index, for the same Python and platform"
+        )
     if not versions:
         raise NotServedError(
             f"{plan.package} has no release for {where} on the configured index; "
@@ -472,6 +482,13 @@ def _check_wheels(
             raise OfflineError(
                 f"offline: pip cannot reach the package index ({offline}); "
                 + offline_hint(plan.python, plan.requirement)
+            )
+        if pip.no_index:
+            raise NotServedError(
+                f"{requirement} (which {plan.requirement} needs) has no wheel for {where} in "
+                f"{', '.join(pip.find_links) or 'the --find-links folders'} (--no-index); put "
+                f"one there with `pip download {shlex.quote(requirement)} --only-binary=:all: "
+                "-d DIR` on a machine that reaches the index"
             )
         raise NotServedError(
             f"{requirement} (which {plan.requirement} needs) has no wheel for {where} "
