@@ -426,10 +426,10 @@ def check_available(plan: InstallPlan, pip: PipOptions) -> None:
     if not versions and pip.no_index:
         folders = ", ".join(pip.find_links) or "the --find-links folders of your pip configuration"
         dest = pip.find_links[0] if len(pip.find_links) == 1 else "DIR"
-        wanted = " ".join(shlex.quote(r) for r in plan.requirements)
+        reqs = " ".join(shlex.quote(r) for r in plan.requirements)
         raise NotServedError(
             f"no {plan.package} wheel for {where} in {folders} (--no-index); put the wheels "
-            f"there with `pip download {wanted} --only-binary=:all: -d {dest}` on a machine "
+            f"there with `pip download {reqs} --only-binary=:all: -d {dest}` on a machine "
             "that reaches the index, for the same Python and platform"
         )
     if not versions:
