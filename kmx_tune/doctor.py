@@ -405,7 +405,13 @@ def check_keras_json(ctx: Context) -> Iterator[Finding]:
             set_format,
         )
     elif state.error:
-        yield Finding("keras.json", FAIL, state.error, where, set_format + " --force")
+        # set-format --force replaces bad content but (rightly) not a folder
+        fix = (
+            f"{shlex.join(['mv', str(loc.path), f'{loc.path}.bak'])} && {set_format}"
+            if loc.path.is_dir()
+            else set_format + " --force"
+        )
+        yield Finding("keras.json", FAIL, state.error, where, fix)
         return
     else:
         yield Finding("keras.json", OK, f"keras.json found at {loc.path}", where)

@@ -244,6 +244,16 @@ def _home_with(tmp_path: Path, fixture: str | None, text: str | None = None) -> 
     return home
 
 
+def test_a_keras_json_folder_gets_a_fix_that_works(tmp_path: Path) -> None:
+    """set-format --force refuses a folder, so the fix moves it away first."""
+    home = _home_with(tmp_path, None)
+    folder = home / ".keras" / "keras.json"
+    folder.mkdir()
+    f = find(run(target(MX, NP_OK), home=home), "keras.json")
+    assert f.status == "fail"
+    assert f.fix == f"mv {folder} {folder}.bak && kmx-tune set-format channels_first"
+
+
 def test_missing_keras_json_warns_with_set_format(tmp_path: Path) -> None:
     report = run(target(MX, NP_OK), home=tmp_path)
     f = find(report, "keras.json")
