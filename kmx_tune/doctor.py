@@ -24,6 +24,7 @@ from kmx_tune.flavors import (
     MIN_DRIVER,
     NUMPY_PIN,
     PY_NEWEST_KERAS_MXNET,
+    PY_NEWEST_NUMPY_PIN,
     Recommendation,
     driver_runs,
     gpu_has_kernels,
@@ -156,6 +157,12 @@ def check_python(ctx: Context) -> Iterator[Finding]:
     yield Finding("python", OK, f"{ctx.py_str} with pip", where)
 
 
+_NO_NUMPY_WHEEL = (
+    f"mxnet 1.9.1 needs {NUMPY_PIN}, which has no wheel for this Python (numpy 1.23 stops at "
+    "Python 3.11; building it from source fails), so pip cannot install it here"
+)
+
+
 def _flavor_detail(ctx: Context) -> str:
     rec = ctx.rec
     return f"recommended: {rec.package} {rec.version} because {rec.reasons[0]}"
@@ -165,6 +172,15 @@ def check_mxnet_flavor(ctx: Context) -> Iterator[Finding]:
     dists = ctx.target.mxnet_distributions
     rec, hw = ctx.rec, ctx.hw
     if not dists:
+        if ctx.py > PY_NEWEST_NUMPY_PIN:
+            yield Finding(
+                "mxnet",
+                FAIL,
+                f"MXNet is not installed, and mxnet {rec.version} cannot be on {ctx.py_str}",
+                f"detected: {ctx.py_str} at {ctx.python}; {_NO_NUMPY_WHEEL}",
+                ctx.old_python_route(),
+            )
+            return
         yield Finding(
             "mxnet", FAIL, "MXNet is not installed", _flavor_detail(ctx), ctx.install_mxnet()
         )
@@ -288,12 +304,16 @@ def check_numpy(ctx: Context) -> Iterator[Finding]:
     mx = dists[0]
     numpy = ctx.target.numpy_version
     fix = ctx.pip("install", NUMPY_PIN)
+    no_wheel = ""
+    if ctx.py > PY_NEWEST_NUMPY_PIN:
+        fix = ctx.old_python_route()
+        no_wheel = f"; {_NO_NUMPY_WHEEL.replace('this Python', ctx.py_str)}"
     if numpy is None:
         yield Finding(
             "numpy",
             FAIL,
             f"numpy is not installed: import mxnet fails without it ({mx.name} {mx.version})",
-            f"detected: no numpy distribution in {ctx.python}",
+            f"detected: no numpy distribution in {ctx.python}" + no_wheel,
             fix,
         )
     elif _vkey(numpy) >= (1, 24):
@@ -309,7 +329,8 @@ def check_numpy(ctx: Context) -> Iterator[Finding]:
             f"numpy {numpy} breaks {mx.name} {mx.version}: import mxnet fails with numpy >= 1.24",
             f"detected: numpy {numpy} in {ctx.python}; numpy 1.24 removed np.bool, which mxnet "
             "uses (AttributeError: module 'numpy' has no attribute 'bool'; mxnet issue 21165); "
-            + how,
+            + how
+            + no_wheel,
             fix,
         )
     else:
@@ -670,7 +691,11 @@ def check_mxnet_runtime(ctx: Context) -> Iterator[Finding]:
             FAIL,
             "import mxnet fails",
             f"detected (--deep): {rt.mxnet_import_error}",
-            ctx.pip("install", NUMPY_PIN) if numpy_related else ctx.install_mxnet(),
+            ctx.old_python_route()
+            if ctx.py > PY_NEWEST_NUMPY_PIN
+            else ctx.pip("install", NUMPY_PIN)
+            if numpy_related
+            else ctx.install_mxnet(),
         )
         return
     features = rt.features or {}

@@ -174,6 +174,18 @@ def test_numpy_2_fails_too(tmp_path: Path) -> None:
     assert "numpy<2.0.0" in f.detail and "another package" in f.detail
 
 
+def test_on_python_312_the_fixes_move_to_an_older_python(tmp_path: Path) -> None:
+    """numpy<1.24 has no wheel for Python 3.12+, so install-mxnet and `pip install
+    'numpy<1.24'` would fail there: the fix is a venv with an older Python."""
+    report = run(target(python=(3, 12, 1)), home=tmp_path)
+    f = find(report, "mxnet")
+    assert f.status == "fail" and "Python 3.12" in f.title
+    assert f.fix is not None and f.fix.startswith("python3.9 -m venv")
+    numpy = find(run(target(MX, ("numpy", "1.26.4"), python=(3, 12, 1)), home=tmp_path), "numpy")
+    assert numpy.fix is not None and numpy.fix.startswith("python3.9 -m venv")
+    assert "no wheel for Python 3.12" in numpy.detail
+
+
 def test_numpy_missing(tmp_path: Path) -> None:
     f = find(run(target(MX), home=tmp_path), "numpy")
     assert f.status == "fail" and f.fix == f"{PY} -m pip install 'numpy<1.24'"
