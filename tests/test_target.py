@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,31 @@ def test_a_script_in_the_current_folder_is_run_not_looked_up(
         inspect_target("notpython")
     assert "No such file" not in str(info.value)
     assert "printed no report" in str(info.value)
+
+
+def _python2() -> str | None:
+    """A working Python 2 interpreter, if this machine has one (pyenv shims may not work)."""
+    candidates = [shutil.which("python2.7"), shutil.which("python2")]
+    candidates += [str(p) for p in sorted(Path("/root/.pyenv/versions").glob("2.*/bin/python"))]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[0])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.stdout.strip() == "2":
+            return candidate
+    return None
+
+
+PYTHON2 = _python2()
+
+
+@pytest.mark.skipif(PYTHON2 is None, reason="needs a Python 2 interpreter")
+def test_python_2_is_named_as_too_old() -> None:
+    with pytest.raises(TargetError) as info:
+        inspect_target(PYTHON2)
+    message = str(info.value)
+    assert "is Python 2.7" in message and "3.6 or newer" in message
+    assert "TypeError" not in message

@@ -143,6 +143,13 @@ def deep_facts():
 
 
 def main(argv):
+    if sys.version_info < (3, 6):  # Python 2 parses this file, then fails somewhere odd
+        sys.stderr.write(
+            "this is Python {}.{}; kmx-tune needs Python 3.6 or newer\n".format(
+                sys.version_info[0], sys.version_info[1]
+            )
+        )
+        return 3
     deep = "--deep" in argv
     info = sys.version_info
     facts = {
