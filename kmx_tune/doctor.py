@@ -342,15 +342,20 @@ def check_numpy(ctx: Context) -> Iterator[Finding]:
         )
 
 
+def _reinstall_keras_mxnet(ctx: Context) -> str:
+    """Put keras-mxnet's files back; plain keras goes first when it is installed (both
+    write the module `keras`, and the next upgrade of plain keras would win again)."""
+    again = ctx.pip("install", "--force-reinstall", "--no-deps", KERAS_MXNET)
+    if ctx.target.dist("keras") is None:
+        return again
+    return ctx.pip("uninstall", "-y", "keras") + " && " + again
+
+
 def check_keras(ctx: Context) -> Iterator[Finding]:
     t = ctx.target
     km, k, facts = t.dist("keras-mxnet"), t.dist("keras"), t.keras
     old_py = ctx.py <= PY_NEWEST_KERAS_MXNET
-    reinstall = (
-        ctx.pip("uninstall", "-y", "keras")
-        + " && "
-        + ctx.pip("install", "--force-reinstall", "--no-deps", KERAS_MXNET)
-    )
+    reinstall = _reinstall_keras_mxnet(ctx)
     if facts.module_path is None:
         yield Finding(
             "keras",
@@ -735,7 +740,7 @@ def check_keras_runtime(ctx: Context) -> Iterator[Finding]:
             f"detected (--deep, KERAS_BACKEND=mxnet): {rt.keras_import_error}",
             ctx.old_python_route()
             if ctx.py > PY_NEWEST_KERAS_MXNET
-            else ctx.pip("install", "--force-reinstall", "--no-deps", KERAS_MXNET),
+            else _reinstall_keras_mxnet(ctx),
         )
     else:
         yield Finding(

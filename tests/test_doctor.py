@@ -475,3 +475,23 @@ def test_deep_features_and_gpus(tmp_path: Path) -> None:
     report = run(t, RTX_NEW, home=tmp_path)
     assert find(report, "mxnet.import").status == "fail"  # a CUDA build that sees no GPU
     assert find(report, "keras.import").status == "ok"
+
+
+def test_deep_keras_failure_with_plain_keras_installed_has_the_same_fix(tmp_path: Path) -> None:
+    """Reinstalling keras-mxnet while plain keras stays leaves the next upgrade to break
+    it again: the --deep finding's fix removes plain keras too, like the static one."""
+    deep = {
+        "mxnet_version": "1.9.1",
+        "mxnet_import_error": None,
+        "features": {"MKLDNN": True},
+        "num_gpus": 0,
+        "keras_version": None,
+        "keras_import_error": "ValueError: Invalid backend. Missing required entry : placeholder",
+    }
+    t = target(
+        MX, NP_OK, ("keras", "2.2.4"), ("keras-mxnet", "2.2.4.3"), deep=deep,
+        keras=("/venv/lib/python3.9/site-packages/keras", False),
+    )  # fmt: skip
+    report = run(t, home=tmp_path)
+    assert find(report, "keras.import").fix == find(report, "keras").fix
+    assert f"{PY} -m pip uninstall -y keras" in (find(report, "keras.import").fix or "")
