@@ -8,8 +8,10 @@ stdlib-only script (kmx_tune.target), and only ``--deep`` imports mxnet there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from kmx_tune.flavors import (
     MIN_DRIVER,
     NUMPY_PIN,
     PY_NEWEST_KERAS_MXNET,
+    PY_NEWEST_NUMPY_PIN,
     Recommendation,
     driver_runs,
     gpu_has_kernels,
@@ -154,6 +157,12 @@ def check_python(ctx: Context) -> Iterator[Finding]:
     yield Finding("python", OK, f"{ctx.py_str} with pip", where)
 
 
+_NO_NUMPY_WHEEL = (
+    f"mxnet 1.9.1 needs {NUMPY_PIN}, which has no wheel for this Python (numpy 1.23 stops at "
+    "Python 3.11; building it from source fails), so pip cannot install it here"
+)
+
+
 def _flavor_detail(ctx: Context) -> str:
     rec = ctx.rec
     return f"recommended: {rec.package} {rec.version} because {rec.reasons[0]}"
@@ -163,6 +172,15 @@ def check_mxnet_flavor(ctx: Context) -> Iterator[Finding]:
     dists = ctx.target.mxnet_distributions
     rec, hw = ctx.rec, ctx.hw
     if not dists:
+        if ctx.py > PY_NEWEST_NUMPY_PIN:
+            yield Finding(
+                "mxnet",
+                FAIL,
+                f"MXNet is not installed, and mxnet {rec.version} cannot be on {ctx.py_str}",
+                f"detected: {ctx.py_str} at {ctx.python}; {_NO_NUMPY_WHEEL}",
+                ctx.old_python_route(),
+            )
+            return
         yield Finding(
             "mxnet", FAIL, "MXNet is not installed", _flavor_detail(ctx), ctx.install_mxnet()
         )
@@ -286,22 +304,33 @@ def check_numpy(ctx: Context) -> Iterator[Finding]:
     mx = dists[0]
     numpy = ctx.target.numpy_version
     fix = ctx.pip("install", NUMPY_PIN)
+    no_wheel = ""
+    if ctx.py > PY_NEWEST_NUMPY_PIN:
+        fix = ctx.old_python_route()
+        no_wheel = f"; {_NO_NUMPY_WHEEL.replace('this Python', ctx.py_str)}"
     if numpy is None:
         yield Finding(
             "numpy",
             FAIL,
             f"numpy is not installed: import mxnet fails without it ({mx.name} {mx.version})",
-            f"detected: no numpy distribution in {ctx.python}",
+            f"detected: no numpy distribution in {ctx.python}" + no_wheel,
             fix,
         )
     elif _vkey(numpy) >= (1, 24):
+        how = (
+            "and mxnet's own requirement (numpy<2.0.0) lets pip install it"
+            if _vkey(numpy) < (2,)
+            else "mxnet's own requirement is numpy<2.0.0, so another package's "
+            "requirement pulled it in"
+        )
         yield Finding(
             "numpy",
             FAIL,
             f"numpy {numpy} breaks {mx.name} {mx.version}: import mxnet fails with numpy >= 1.24",
             f"detected: numpy {numpy} in {ctx.python}; numpy 1.24 removed np.bool, which mxnet "
-            "uses (AttributeError: module 'numpy' has no attribute 'bool'; mxnet issue 21165), "
-            "and mxnet's own requirement (numpy<2.0.0) lets pip install it",
+            "uses (AttributeError: module 'numpy' has no attribute 'bool'; mxnet issue 21165); "
+            + how
+            + no_wheel,
             fix,
         )
     else:
@@ -313,15 +342,20 @@ def check_numpy(ctx: Context) -> Iterator[Finding]:
         )
 
 
+def _reinstall_keras_mxnet(ctx: Context) -> str:
+    """Put keras-mxnet's files back; plain keras goes first when it is installed (both
+    write the module `keras`, and the next upgrade of plain keras would win again)."""
+    again = ctx.pip("install", "--force-reinstall", "--no-deps", KERAS_MXNET)
+    if ctx.target.dist("keras") is None:
+        return again
+    return ctx.pip("uninstall", "-y", "keras") + " && " + again
+
+
 def check_keras(ctx: Context) -> Iterator[Finding]:
     t = ctx.target
     km, k, facts = t.dist("keras-mxnet"), t.dist("keras"), t.keras
     old_py = ctx.py <= PY_NEWEST_KERAS_MXNET
-    reinstall = (
-        ctx.pip("uninstall", "-y", "keras")
-        + " && "
-        + ctx.pip("install", "--force-reinstall", "--no-deps", KERAS_MXNET)
-    )
+    reinstall = _reinstall_keras_mxnet(ctx)
     if facts.module_path is None:
         yield Finding(
             "keras",
@@ -338,9 +372,14 @@ def check_keras(ctx: Context) -> Iterator[Finding]:
             "keras",
             FAIL,
             f"`import keras` finds {what}{over}, which has no MXNet backend",
-            f"detected: no backend/mxnet_backend.py in {facts.module_path}; keras-mxnet ships "
-            "as the module `keras`, so `pip install keras` replaces it (keras-apache-mxnet "
-            "issue 134)",
+            (
+                f"detected: backend/mxnet_backend.py is left in {facts.module_path}, but "
+                "backend/__init__.py is plain Keras's and never loads it"
+                if facts.mxnet_backend_file
+                else f"detected: no backend/mxnet_backend.py in {facts.module_path}"
+            )
+            + "; keras-mxnet ships as the module `keras`, so `pip install keras` replaces it "
+            "(keras-apache-mxnet issue 134)",
             reinstall if old_py else ctx.old_python_route(),
         )
         return
@@ -392,7 +431,13 @@ def check_keras_json(ctx: Context) -> Iterator[Finding]:
             set_format,
         )
     elif state.error:
-        yield Finding("keras.json", FAIL, state.error, where, set_format + " --force")
+        # set-format --force replaces bad content but (rightly) not a folder
+        fix = (
+            f"{shlex.join(['mv', str(loc.path), f'{loc.path}.bak'])} && {set_format}"
+            if loc.path.is_dir()
+            else set_format + " --force"
+        )
+        yield Finding("keras.json", FAIL, state.error, where, fix)
         return
     else:
         yield Finding("keras.json", OK, f"keras.json found at {loc.path}", where)
@@ -572,6 +617,24 @@ def check_cudnn_autotune(ctx: Context) -> Iterator[Finding]:
     if not ctx.hw.gpus:
         return
     raw = ctx.env.get("MXNET_CUDNN_AUTOTUNE_DEFAULT")
+    dists = ctx.target.mxnet_distributions
+    flavors = [FLAVORS.get(normalize(d.name)) for d in dists]
+    cpu_build = (
+        all(f is not None and f.cuda is None for f in flavors)
+        if dists
+        else not ctx.rec.gpu  # nothing installed: the advice decides (CPU on an H100)
+    )
+    if cpu_build:
+        if raw is not None and dists:
+            installed = ", ".join(f"{d.name} {d.version}" for d in dists)
+            yield Finding(
+                "env.MXNET_CUDNN_AUTOTUNE_DEFAULT",
+                OK,
+                f"MXNET_CUDNN_AUTOTUNE_DEFAULT={raw.strip()} has no effect on {installed}, "
+                "a CPU build",
+                "from the environment; only CUDA builds use cuDNN",
+            )
+        return
     origin = f"{ctx.hw.origin}: {ctx.hw.gpu_summary}"
     if raw is None:
         yield Finding(
@@ -633,7 +696,11 @@ def check_mxnet_runtime(ctx: Context) -> Iterator[Finding]:
             FAIL,
             "import mxnet fails",
             f"detected (--deep): {rt.mxnet_import_error}",
-            ctx.pip("install", NUMPY_PIN) if numpy_related else ctx.install_mxnet(),
+            ctx.old_python_route()
+            if ctx.py > PY_NEWEST_NUMPY_PIN
+            else ctx.pip("install", NUMPY_PIN)
+            if numpy_related
+            else ctx.install_mxnet(),
         )
         return
     features = rt.features or {}
@@ -673,7 +740,7 @@ def check_keras_runtime(ctx: Context) -> Iterator[Finding]:
             f"detected (--deep, KERAS_BACKEND=mxnet): {rt.keras_import_error}",
             ctx.old_python_route()
             if ctx.py > PY_NEWEST_KERAS_MXNET
-            else ctx.pip("install", "--force-reinstall", "--no-deps", KERAS_MXNET),
+            else _reinstall_keras_mxnet(ctx),
         )
     else:
         yield Finding(
@@ -751,19 +818,27 @@ def run_doctor(
     hardware (py-cpuinfo on a cold cache, NVML): both mostly wait on other processes
     and libraries, so overlapping them saves most of the shorter one."""
     box: dict[str, Any] = {}
+    env = os.environ if env is None else env
+    target_env: dict[str, str] | None = None
+    with contextlib.ExitStack() as stack:
+        if deep and not keras_config.read(env=env).exists:
+            # Importing Keras writes a keras.json (channels_last) where it looks when
+            # there is none: a check must not, so it writes into a folder that goes away.
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="kmx-doctor-"))
+            target_env = {**env, "KERAS_HOME": scratch}
 
-    def inspect() -> None:
+        def inspect() -> None:
+            try:
+                box["target"] = inspect_target(python, deep=deep, env=target_env)
+            except BaseException as exc:  # re-raised in the caller's thread below
+                box["error"] = exc
+
+        worker = threading.Thread(target=inspect, name="kmx-inspect-target", daemon=True)
+        worker.start()
         try:
-            box["target"] = inspect_target(python, deep=deep)
-        except BaseException as exc:  # re-raised in the caller's thread below
-            box["error"] = exc
-
-    worker = threading.Thread(target=inspect, name="kmx-inspect-target", daemon=True)
-    worker.start()
-    try:
-        hw = get_hardware(hardware_file)
-    finally:
-        worker.join()
+            hw = get_hardware(hardware_file)
+        finally:
+            worker.join()
     if "error" in box:
         raise box["error"]
     return diagnose(box["target"], hw, env=env, hardware_file=hardware_file)

@@ -24,6 +24,7 @@ from kmx_tune.hardware import HardwareProfile
 NUMPY_PIN = "numpy<1.24"
 
 PY_NEWEST_KERAS_MXNET = (3, 9)  # keras-mxnet 2.2.4.3 fails to import on Python >= 3.10
+PY_NEWEST_NUMPY_PIN = (3, 11)  # numpy 1.23 (the newest < 1.24) has wheels up to cp311
 
 
 @dataclass(frozen=True)
@@ -354,7 +355,13 @@ def _platform_warnings(hw: HardwareProfile, python_version: tuple[int, int] | No
             f"MXNet wheels on the index are built for Linux x86-64; this is {hw.os} {hw.arch}, "
             "where pip may find no wheel (build from source)"
         )
-    if python_version is not None and python_version > PY_NEWEST_KERAS_MXNET:
+    if python_version is not None and python_version > PY_NEWEST_NUMPY_PIN:
+        found.append(
+            f"{NUMPY_PIN} has no wheel for Python {python_version[0]}.{python_version[1]} "
+            "(numpy 1.23 stops at 3.11) and mxnet 1.9.1 fails to import with a newer numpy: "
+            "use Python 3.11 or older (3.9 or older for keras-mxnet)"
+        )
+    elif python_version is not None and python_version > PY_NEWEST_KERAS_MXNET:
         found.append(
             f"keras-mxnet 2.2.4.3 fails to import on Python {python_version[0]}.{python_version[1]}"
             " (`from collections import Iterable`; it needs Python 3.9 or older); mxnet 1.9.1 "

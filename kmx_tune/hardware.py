@@ -172,56 +172,99 @@ class HardwareProfile:
                 f"schema is {schema!r}, expected {SCHEMA!r}; write the profile with "
                 "`kmx-tune probe --json > FILE`"
             )
-        try:
-            cpu = data["cpu"]
-            cpu_info = CpuInfo(
-                vendor=str(cpu["vendor"]),
-                brand=str(cpu["brand"]),
-                flags=tuple(sorted(str(f).lower() for f in cpu["flags"])),
-                logical_cores=int(cpu["logical_cores"]),
-                physical_cores=_opt_int(cpu.get("physical_cores")),
-                cgroup_cpu_limit=_opt_float(cpu.get("cgroup_cpu_limit")),
-                usable_cores=_opt_int(cpu.get("usable_cores")),
+        cpu = _get(data, "cpu", Mapping, "an object")
+        logical = _count(_get(cpu, "logical_cores", int, "a whole number", "cpu."), "cpu.")
+        cpu_info = CpuInfo(
+            vendor=str(_get(cpu, "vendor", str, "a string", "cpu.")),
+            brand=str(_get(cpu, "brand", str, "a string", "cpu.")),
+            flags=tuple(sorted(str(f).lower() for f in _get(cpu, "flags", list, "a list", "cpu."))),
+            logical_cores=logical,
+            physical_cores=_opt_count(cpu, "physical_cores", "cpu."),
+            cgroup_cpu_limit=_opt(cpu, "cgroup_cpu_limit", float, "a number", "cpu."),
+            usable_cores=_opt_count(cpu, "usable_cores", "cpu."),
+        )
+        nv = _opt(data, "nvidia", Mapping, "an object or null")
+        nvidia = (
+            None
+            if nv is None
+            else NvidiaInfo(
+                str(_get(nv, "driver_version", str, "a string", "nvidia.")),
+                str(_get(nv, "cuda_driver_version", str, "a string", "nvidia.")),
             )
-            nv = data.get("nvidia")
-            nvidia = (
-                None
-                if nv is None
-                else NvidiaInfo(str(nv["driver_version"]), str(nv["cuda_driver_version"]))
-            )
-            gpus = tuple(
+        )
+        gpus = []
+        for i, g in enumerate(_opt(data, "gpus", list, "a list") or ()):
+            where = f"gpus[{i}]."
+            if not isinstance(g, Mapping):
+                raise _field_error(f"gpus[{i}]", "must be an object")
+            index = int(_get(g, "index", int, "a whole number", where))
+            name = str(_get(g, "name", str, "a string", where))
+            raw_cap = _get(g, "compute_capability", object, "", where)
+            try:
+                capability = _capability_str(raw_cap)
+            except (TypeError, ValueError):
+                raise _field_error(f"{where}compute_capability", "must look like 8.6") from None
+            gpus.append(
                 GpuInfo(
-                    index=int(g["index"]),
-                    name=str(g["name"]),
-                    compute_capability=_capability_str(g["compute_capability"]),
-                    memory_total_mib=int(g["memory_total_mib"]),
+                    index=index,
+                    name=name,
+                    compute_capability=capability,
+                    memory_total_mib=int(_get(g, "memory_total_mib", int, "a whole number", where)),
                 )
-                for g in data.get("gpus") or ()
             )
-            reason = data.get("gpu_reason")
-            if not gpus and reason is None:
-                reason = "the profile lists no GPU"
-            return cls(
-                os=str(data["os"]),
-                arch=str(data["arch"]),
-                cpu=cpu_info,
-                nvidia=nvidia,
-                gpus=gpus,
-                gpu_reason=None if gpus else str(reason),
-                source=source,
+        if gpus and nvidia is None:
+            raise UsageError(
+                "the profile lists GPUs but no 'nvidia' driver; write it again with "
+                "`kmx-tune probe --json > FILE`"
             )
-        except KeyError as exc:
-            raise UsageError(f"field {exc.args[0]!r} is missing") from None
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise UsageError(f"a field has the wrong type ({exc})") from None
+        reason = data.get("gpu_reason")
+        if not gpus and reason is None:
+            reason = "the profile lists no GPU"
+        return cls(
+            os=str(_get(data, "os", str, "a string")),
+            arch=str(_get(data, "arch", str, "a string")),
+            cpu=cpu_info,
+            nvidia=nvidia,
+            gpus=tuple(gpus),
+            gpu_reason=None if gpus else str(reason),
+            source=source,
+        )
 
 
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
+_FIX = "write the profile again with `kmx-tune probe --json > FILE`"
 
 
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _field_error(name: str, problem: str) -> UsageError:
+    return UsageError(f"field {name!r} {problem}; {_FIX}")
+
+
+def _get(data: Mapping[str, Any], key: str, kind: type, what: str, prefix: str = "") -> Any:
+    """data[key], which must be of *kind* (bool is not a number here)."""
+    if key not in data:
+        raise _field_error(prefix + key, "is missing")
+    value = data[key]
+    wrong_bool = isinstance(value, bool) and kind in (int, float)
+    number = kind is float and isinstance(value, int)
+    if wrong_bool or not (isinstance(value, kind) or number):
+        raise _field_error(prefix + key, f"must be {what}, not {json.dumps(value)[:40]}")
+    return value
+
+
+def _opt(data: Mapping[str, Any], key: str, kind: type, what: str, prefix: str = "") -> Any:
+    if data.get(key) is None:
+        return None
+    return _get(data, key, kind, what, prefix)
+
+
+def _count(value: int, prefix: str, key: str = "logical_cores") -> int:
+    if value < 1:
+        raise _field_error(prefix + key, "must be at least 1")
+    return value
+
+
+def _opt_count(data: Mapping[str, Any], key: str, prefix: str) -> int | None:
+    value = _opt(data, key, int, "a whole number or null", prefix)
+    return None if value is None else _count(value, prefix, key)
 
 
 def _capability_str(value: Any) -> str:
@@ -594,8 +637,16 @@ def load_profile(path: str | os.PathLike[str]) -> HardwareProfile:
         raise UsageError(
             f"--hardware {where}: no such file; write one with `kmx-tune probe --json > {where}`"
         ) from None
+    except IsADirectoryError:
+        raise UsageError(
+            f"--hardware {where}: is a folder; give the file written by "
+            "`kmx-tune probe --json > FILE`"
+        ) from None
     except (OSError, UnicodeError) as exc:
-        raise UsageError(f"--hardware {where}: cannot read it ({exc})") from None
+        raise UsageError(
+            f"--hardware {where}: cannot read it ({exc}); write it with "
+            "`kmx-tune probe --json > FILE`"
+        ) from None
     try:
         data = json.loads(text)
     except ValueError as exc:

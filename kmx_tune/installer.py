@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -248,10 +249,12 @@ def make_plan(
 ) -> InstallPlan:
     """The plan for installing *package*==*version* into *target*. Pure: every other
     MXNet distribution goes, because all flavors write the same ``mxnet`` module and
-    a second one silently overwrites the first one's files."""
-    uninstall = tuple(
-        d for d in target.mxnet_distributions if normalize(d.name) != normalize(package)
-    )
+    a second one silently overwrites the first one's files. When another flavor is
+    there, *package* goes too even at the wanted version: uninstalling the other
+    flavor deletes the files they share, and pip would then find *package*
+    "already satisfied" and leave the broken module in place."""
+    others = [d for d in target.mxnet_distributions if normalize(d.name) != normalize(package)]
+    uninstall = target.mxnet_distributions if others else ()
     return InstallPlan(
         python=target.python,
         python_version=target.version_str,
@@ -420,6 +423,15 @@ def check_available(plan: InstallPlan, pip: PipOptions) -> None:
             + (f"; {shown}" if shown else f" ({run.error_line()})")
             + _old_pip_hint(plan.python)
         )
+    if not versions and pip.no_index:
+        folders = ", ".join(pip.find_links) or "the --find-links folders of your pip configuration"
+        dest = pip.find_links[0] if len(pip.find_links) == 1 else "DIR"
+        reqs = " ".join(shlex.quote(r) for r in plan.requirements)
+        raise NotServedError(
+            f"no {plan.package} wheel for {where} in {folders} (--no-index); put the wheels "
+            f"there with `pip download {reqs} --only-binary=:all: -d {dest}` on a machine "
+            "that reaches the index, for the same Python and platform"
+        )
     if not versions:
         raise NotServedError(
             f"{plan.package} has no release for {where} on the configured index; "
@@ -471,6 +483,13 @@ def _check_wheels(
                 f"offline: pip cannot reach the package index ({offline}); "
                 + offline_hint(plan.python, plan.requirement)
             )
+        if pip.no_index:
+            raise NotServedError(
+                f"{requirement} (which {plan.requirement} needs) has no wheel for {where} in "
+                f"{', '.join(pip.find_links) or 'the --find-links folders'} (--no-index); put "
+                f"one there with `pip download {shlex.quote(requirement)} --only-binary=:all: "
+                "-d DIR` on a machine that reaches the index"
+            )
         raise NotServedError(
             f"{requirement} (which {plan.requirement} needs) has no wheel for {where} "
             f"({run.error_line()}); use a Python that has one (3.11 or older)"
@@ -495,6 +514,13 @@ def _old_pip_hint(python: str) -> str:
         f"; its pip {found.group(1) if found else ''} cannot see manylinux2014 wheels: "
         f"upgrade it with `{python} -m pip install --upgrade pip`"
     )
+
+
+def _version_or_none(text: str) -> Version | None:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
 
 
 def _same(text: str, wanted: Version) -> bool:
@@ -538,15 +564,27 @@ def judge(
     mx_dists = sorted(
         (d for key, d in installed.items() if is_mxnet_distribution(key)), key=lambda d: d.name
     )
-    if [(normalize(d.name), d.version) for d in mx_dists] != [
-        (normalize(plan.package), plan.version)
-    ]:
+    wanted = _version_or_none(plan.version)
+    if not (
+        len(mx_dists) == 1
+        and normalize(mx_dists[0].name) == normalize(plan.package)
+        and (
+            mx_dists[0].version == plan.version
+            or (wanted is not None and _same(mx_dists[0].version, wanted))
+        )
+    ):
         found = ", ".join(d.requirement for d in mx_dists) or "none"
         problems.append(
             f"pip lists these MXNet distributions: {found}; expected {plan.requirement} only"
         )
     if report.get("import_error"):
         problems.append(f"import mxnet failed: {report['import_error']}")
+    elif not report.get("mxnet_file"):
+        # a namespace package: what is left of a folder another flavor's uninstall emptied
+        problems.append(
+            "import mxnet found a folder without __init__.py: the package's files are "
+            "missing (reinstall it with pip install --force-reinstall)"
+        )
     else:
         version = report.get("mxnet_version") or "?"
         if _release(version) != _release(plan.version):

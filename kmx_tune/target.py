@@ -50,7 +50,9 @@ class Distribution:
 @dataclass(frozen=True)
 class KerasFacts:
     module_path: str | None  # folder of the `keras` package that `import keras` finds
-    has_mxnet_backend: bool  # keras/backend/mxnet_backend.py exists (keras-mxnet)
+    has_mxnet_backend: bool  # keras/backend/mxnet_backend.py exists and is loaded (keras-mxnet)
+    # mxnet_backend.py is there, loaded or not (plain keras over keras-mxnet leaves it)
+    mxnet_backend_file: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class TargetInfo:
             "keras": {
                 "module_path": self.keras.module_path,
                 "has_mxnet_backend": self.keras.has_mxnet_backend,
+                "mxnet_backend_file": self.keras.mxnet_backend_file,
                 "distributions": [
                     {"name": d.name, "version": d.version}
                     for key in ("keras", "keras-mxnet")
@@ -155,7 +158,8 @@ def resolve_python(python: str | os.PathLike[str] | None) -> str:
         raise TargetError(
             f"--python {raw}: is not executable; give the path of a Python interpreter"
         )
-    return str(candidate)
+    # exec looks a name without a slash up on PATH: "./python" is the file meant here
+    return str(candidate) if os.sep in str(candidate) else os.path.join(os.curdir, raw)
 
 
 def run_script(
@@ -210,9 +214,12 @@ def run_in_target(
     proc = run_script(python, script, args, env=env, timeout=timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise TargetError(
-            f"{python}: does not work as a Python 3.6+ interpreter ({failure_tail(proc)})"
+        why = (
+            failure_tail(proc)
+            if proc.returncode or proc.stderr.strip()
+            else "it ran but printed no report"
         )
+        raise TargetError(f"{python}: does not work as a Python 3.6+ interpreter ({why})")
     try:
         data: dict[str, Any] = json.loads(lines[-1])
     except json.JSONDecodeError:
@@ -221,11 +228,15 @@ def run_in_target(
 
 
 def inspect_target(
-    python: str | os.PathLike[str] | None = None, *, deep: bool = False
+    python: str | os.PathLike[str] | None = None,
+    *,
+    deep: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> TargetInfo:
-    """Facts about the target interpreter. ``deep`` imports mxnet and keras there."""
+    """Facts about the target interpreter. ``deep`` imports mxnet and keras there.
+    *env*: the target's environment (default: this process's)."""
     resolved = resolve_python(python)
-    raw = run_in_target(resolved, "kmx_env_facts.py", ["--deep"] if deep else [])
+    raw = run_in_target(resolved, "kmx_env_facts.py", ["--deep"] if deep else [], env=env)
     return facts_from_json(resolved, raw)
 
 
@@ -257,6 +268,10 @@ def facts_from_json(python: str, raw: Mapping[str, Any]) -> TargetInfo:
         in_venv=raw["prefix"] != raw["base_prefix"],
         distributions=dists,
         has_pip=bool(raw["pip_module"]),
-        keras=KerasFacts(raw["keras"]["module_path"], bool(raw["keras"]["has_mxnet_backend"])),
+        keras=KerasFacts(
+            raw["keras"]["module_path"],
+            bool(raw["keras"]["has_mxnet_backend"]),
+            bool(raw["keras"].get("mxnet_backend_file", raw["keras"]["has_mxnet_backend"])),
+        ),
         runtime=runtime,
     )

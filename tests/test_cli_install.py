@@ -133,6 +133,17 @@ def test_no_index_is_offline_and_points_at_find_links() -> None:
     assert "offline" in err and "--no-index --find-links DIR" in err
 
 
+def test_no_index_with_an_empty_wheel_folder_says_what_to_put_there(tmp_path: Path) -> None:
+    err = _one_line_error(
+        "--python", PY, "--hardware", str(EPYC), "--dry-run", "--no-index",
+        "--find-links", str(tmp_path),
+    )  # fmt: skip
+    assert f"no mxnet wheel for Python {sys.version_info[0]}." in err
+    assert f"in {tmp_path}" in err
+    assert "choose another flavor" not in err  # the flavor is right; the folder is empty
+    assert "pip download mxnet==1.9.1 'numpy<1.24'" in err and f"-d {tmp_path}" in err
+
+
 def test_without_yes_and_without_a_terminal_it_asks_for_yes() -> None:
     err = _one_line_error("--python", PY, "--hardware", str(EPYC))
     assert "add --yes" in err

@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 from kmx_tune.cli import cli
 from kmx_tune.hardware import load_profile
 from tests.hwfakes import profile_path
-from tests.venvs import make_venv
+from tests.venvs import make_venv, pip_install
 
 H100 = str(profile_path("h100-intel-xeon"))
 NO_GPU = str(profile_path("epyc-no-gpu"))
@@ -225,3 +225,56 @@ def test_doctor_flags_numpy_124_and_its_fix_works(tmp_path: Path) -> None:
     _, after = _doctor_json(python, "--deep")
     assert after["numpy"]["status"] == "ok"
     assert after["mxnet.import"]["status"] == "ok"
+
+
+KERAS_MXNET_REQS = ["mxnet==1.9.1", "numpy==1.23.5", "scipy<1.11", "keras-mxnet==2.2.4.3"]
+NEW_PYTHON = sys.version_info >= (3, 10)
+
+
+@pytest.fixture(scope="module")
+def keras_mxnet_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mxnet 1.9.1 and keras-mxnet 2.2.4.3 with everything it imports (read-only)."""
+    return make_venv(tmp_path_factory.mktemp("keras-mxnet") / "venv", KERAS_MXNET_REQS)
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not NEW_PYTHON, reason="keras-mxnet imports on Python <= 3.9")
+def test_keras_mxnet_on_new_python_fails_statically_and_deep(
+    keras_mxnet_venv: Path, tmp_path: Path
+) -> None:
+    code, findings = _doctor_json(keras_mxnet_venv)
+    assert code == 1
+    assert findings["keras.python"]["status"] == "fail"
+    assert "fails to import on Python 3." in findings["keras.python"]["title"]
+    assert findings["keras.python"]["fix"].startswith("python3.9 -m venv")
+
+    code, findings = _doctor_json(keras_mxnet_venv, "--deep")
+    deep = findings["keras.import"]
+    assert deep["status"] == "fail"
+    assert "cannot import name 'Iterable' from 'collections'" in deep["detail"]
+    # importing keras writes ~/.keras/keras.json on first use: doctor must not
+    assert not (Path(os.environ["HOME"]) / ".keras").exists()
+    assert findings["keras.json"]["title"].startswith("no keras.json yet")
+
+
+@pytest.mark.integration
+def test_plain_keras_installed_over_keras_mxnet_fails(tmp_path: Path) -> None:
+    """`pip install keras` after keras-mxnet overwrites keras/backend/__init__.py with
+    one that never loads the mxnet_backend.py left behind: the backend is gone."""
+    python = make_venv(tmp_path / "v")
+    pip_install(python, ["--no-deps", "keras-mxnet==2.2.4.3"])
+    pip_install(python, ["--no-deps", "keras==2.2.4"])
+    code, findings = _doctor_json(python)
+    keras = findings["keras"]
+    assert code == 1
+    assert keras["status"] == "fail"
+    assert keras["title"] == (
+        "`import keras` finds keras 2.2.4 installed over keras-mxnet, which has no MXNet backend"
+    )
+    assert "never loads" in keras["detail"]
+
+    # the other order leaves keras-mxnet's files in place: only a warning
+    pip_install(python, ["--no-deps", "--force-reinstall", "keras-mxnet==2.2.4.3"])
+    _, findings = _doctor_json(python)
+    assert findings["keras"]["status"] == "warn"
+    assert findings["keras"]["title"] == ("both keras 2.2.4 and keras-mxnet 2.2.4.3 are installed")

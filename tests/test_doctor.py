@@ -167,7 +167,23 @@ def test_numpy_124_fails_with_the_exact_fix(tmp_path: Path) -> None:
 
 
 def test_numpy_2_fails_too(tmp_path: Path) -> None:
-    assert find(run(target(MX, ("numpy", "2.4.6")), home=tmp_path), "numpy").status == "fail"
+    f = find(run(target(MX, ("numpy", "2.4.6")), home=tmp_path), "numpy")
+    assert f.status == "fail"
+    # mxnet's own requirement (numpy<2.0.0) does not allow 2.x: another package pulled it in
+    assert "lets pip install it" not in f.detail
+    assert "numpy<2.0.0" in f.detail and "another package" in f.detail
+
+
+def test_on_python_312_the_fixes_move_to_an_older_python(tmp_path: Path) -> None:
+    """numpy<1.24 has no wheel for Python 3.12+, so install-mxnet and `pip install
+    'numpy<1.24'` would fail there: the fix is a venv with an older Python."""
+    report = run(target(python=(3, 12, 1)), home=tmp_path)
+    f = find(report, "mxnet")
+    assert f.status == "fail" and "Python 3.12" in f.title
+    assert f.fix is not None and f.fix.startswith("python3.9 -m venv")
+    numpy = find(run(target(MX, ("numpy", "1.26.4"), python=(3, 12, 1)), home=tmp_path), "numpy")
+    assert numpy.fix is not None and numpy.fix.startswith("python3.9 -m venv")
+    assert "no wheel for Python 3.12" in numpy.detail
 
 
 def test_numpy_missing(tmp_path: Path) -> None:
@@ -238,6 +254,16 @@ def _home_with(tmp_path: Path, fixture: str | None, text: str | None = None) -> 
     if text is not None:
         (home / ".keras" / "keras.json").write_text(text)
     return home
+
+
+def test_a_keras_json_folder_gets_a_fix_that_works(tmp_path: Path) -> None:
+    """set-format --force refuses a folder, so the fix moves it away first."""
+    home = _home_with(tmp_path, None)
+    folder = home / ".keras" / "keras.json"
+    folder.mkdir()
+    f = find(run(target(MX, NP_OK), home=home), "keras.json")
+    assert f.status == "fail"
+    assert f.fix == f"mv {folder} {folder}.bak && kmx-tune set-format channels_first"
 
 
 def test_missing_keras_json_warns_with_set_format(tmp_path: Path) -> None:
@@ -354,6 +380,29 @@ def test_cudnn_autotune_only_on_gpu_boxes(tmp_path: Path) -> None:
     assert f.status == "warn" and f.fix == "export MXNET_CUDNN_AUTOTUNE_DEFAULT=1"
 
 
+def test_cudnn_autotune_is_not_advice_for_a_cpu_build_on_a_gpu_box(tmp_path: Path) -> None:
+    """On the H100 no wheel has kernels: the advice is the CPU build, which has no cuDNN."""
+    t = target(MX, NP_OK)
+    unset = run(t, H100, home=tmp_path)
+    assert not [f for f in unset.findings if f.id.startswith("env.MXNET_CUDNN")]
+    off = run(t, H100, home=tmp_path, env={"MXNET_CUDNN_AUTOTUNE_DEFAULT": "0"})
+    f = find(off, "env.MXNET_CUDNN_AUTOTUNE_DEFAULT")
+    assert f.status == "ok" and f.fix is None
+    assert f.title == "MXNET_CUDNN_AUTOTUNE_DEFAULT=0 has no effect on mxnet 1.9.1, a CPU build"
+    # nothing installed: the advice (the CPU build on an H100) decides
+    assert not [
+        f for f in run(target(), H100, home=tmp_path).findings if f.id.startswith("env.MXNET_CUDNN")
+    ]
+    # a CUDA flavor installed on a GPU it fits is still checked
+    assert (
+        find(
+            run(target(("mxnet-cu117", "1.9.1"), NP_OK), RTX_NEW, home=tmp_path),
+            "env.MXNET_CUDNN_AUTOTUNE_DEFAULT",
+        ).status
+        == "ok"
+    )
+
+
 # ------------------------------------------------------------ report, deep
 
 
@@ -426,3 +475,23 @@ def test_deep_features_and_gpus(tmp_path: Path) -> None:
     report = run(t, RTX_NEW, home=tmp_path)
     assert find(report, "mxnet.import").status == "fail"  # a CUDA build that sees no GPU
     assert find(report, "keras.import").status == "ok"
+
+
+def test_deep_keras_failure_with_plain_keras_installed_has_the_same_fix(tmp_path: Path) -> None:
+    """Reinstalling keras-mxnet while plain keras stays leaves the next upgrade to break
+    it again: the --deep finding's fix removes plain keras too, like the static one."""
+    deep = {
+        "mxnet_version": "1.9.1",
+        "mxnet_import_error": None,
+        "features": {"MKLDNN": True},
+        "num_gpus": 0,
+        "keras_version": None,
+        "keras_import_error": "ValueError: Invalid backend. Missing required entry : placeholder",
+    }
+    t = target(
+        MX, NP_OK, ("keras", "2.2.4"), ("keras-mxnet", "2.2.4.3"), deep=deep,
+        keras=("/venv/lib/python3.9/site-packages/keras", False),
+    )  # fmt: skip
+    report = run(t, home=tmp_path)
+    assert find(report, "keras.import").fix == find(report, "keras").fix
+    assert f"{PY} -m pip uninstall -y keras" in (find(report, "keras.import").fix or "")

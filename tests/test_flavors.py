@@ -161,7 +161,8 @@ def test_h100_capture(tmp_path: Path) -> None:
     assert "detected: driver 580.159.04 (CUDA 13.0), compute capability 9.0" in rec.reasons[0]
     assert any("no kernel image is available" in w for w in rec.warnings)
     assert rec.build_from_source is not None and "CUDA 11.8" in rec.build_from_source
-    assert any("keras-mxnet 2.2.4.3 fails to import on Python 3.12" in w for w in rec.warnings)
+    # on 3.12 mxnet itself cannot be installed (numpy<1.24 has no wheel), let alone keras-mxnet
+    assert any("numpy<1.24 has no wheel for Python 3.12" in w for w in rec.warnings)
 
 
 def test_no_gpu_capture(tmp_path: Path) -> None:
@@ -237,3 +238,12 @@ def test_recommendation_json(tmp_path: Path) -> None:
     assert data["schema"] == "kmx-tune/recommendation/1"
     assert data["package"] == "mxnet" and data["requirements"] == ["mxnet==1.9.1", "numpy<1.24"]
     assert data["gpu"] is False and data["build_from_source"]
+
+
+def test_python_312_warns_that_the_numpy_pin_has_no_wheel(base: HardwareProfile) -> None:
+    (new,) = [w for w in recommend(base, (3, 12)).warnings if "numpy" in w]
+    assert "numpy<1.24 has no wheel for Python 3.12" in new
+    assert "itself installs and imports there" not in " ".join(recommend(base, (3, 12)).warnings)
+    # 3.10 and 3.11: keras-mxnet fails, mxnet itself is fine
+    assert "itself installs and imports there" in " ".join(recommend(base, (3, 11)).warnings)
+    assert not [w for w in recommend(base, (3, 11)).warnings if "no wheel" in w]

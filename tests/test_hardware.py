@@ -334,3 +334,60 @@ def test_bad_profiles_are_one_line_usage_errors(
         load_profile(path)
     assert "\n" not in str(info.value)
     assert str(path) in str(info.value)
+
+
+def _profile(**over: Any) -> str:
+    data = load_profile(profile_path("h100-intel-xeon")).to_json()
+    for dotted, value in over.items():
+        where = data
+        *parents, last = dotted.split("__")
+        for key in parents:
+            where = where[key] if not key.isdigit() else where[int(key)]
+        if value is _DROP:
+            del where[last]
+        else:
+            where[last] = value
+    return json.dumps(data)
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (_profile(cpu__logical_cores="many"), "field 'cpu.logical_cores' must be a whole number"),
+        (_profile(cpu__flags="avx"), "field 'cpu.flags' must be a list"),
+        (_profile(cpu__logical_cores=0), "field 'cpu.logical_cores' must be at least 1"),
+        (_profile(gpus=[{"index": 0}]), "field 'gpus[0].name' is missing"),
+        (
+            _profile(gpus__0__compute_capability="abc"),
+            "field 'gpus[0].compute_capability' must look like 8.6",
+        ),
+        (_profile(nvidia=None), "lists GPUs but no 'nvidia' driver"),
+        (_profile(cpu=_DROP), "field 'cpu' is missing"),
+    ],
+)
+def test_wrong_fields_are_named_and_say_what_to_do(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "box.json"
+    path.write_text(content)
+    with pytest.raises(UsageError) as info:
+        load_profile(path)
+    text = str(info.value)
+    assert message in text and "\n" not in text
+    assert "kmx-tune probe --json" in text  # what to do
+
+
+def test_a_folder_is_refused_in_one_line_by_every_command(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from kmx_tune.cli import cli
+
+    for command in (["probe"], ["doctor"], ["install-mxnet", "--dry-run"]):
+        result = CliRunner().invoke(cli, [*command, "--hardware", str(tmp_path)])
+        assert result.exit_code == 2
+        assert result.output.count("Error:") == 1 and "Usage:" not in result.output
+        assert f"--hardware {tmp_path}: is a folder" in result.output
+        assert "kmx-tune probe --json > FILE" in result.output

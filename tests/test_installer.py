@@ -196,3 +196,28 @@ def test_verify_script_reports_a_missing_mxnet_as_json(tmp_path: Any) -> None:
     report = run_in_target(sys.executable, "kmx_verify_mxnet.py")
     assert report["import_error"].startswith(("ModuleNotFoundError", "ImportError"))
     assert report["mxnet_version"] is None
+
+
+def test_with_another_flavor_present_the_chosen_one_is_reinstalled_too() -> None:
+    """Uninstalling mxnet-native deletes the files it shares with mxnet (the same
+    `mxnet` module): pip would call mxnet 1.9.1 "already satisfied" and leave a
+    broken module, so the plan removes every MXNet distribution and installs afresh."""
+    plan = plan_for(dists=[("mxnet", "1.9.1"), ("mxnet-native", "1.8.0.post0")])
+    assert [d.name for d in plan.uninstall] == ["mxnet", "mxnet-native"]
+
+
+def test_an_mxnet_folder_without_init_is_named_as_such() -> None:
+    """A half-deleted mxnet folder imports as a namespace package: no version, no file."""
+    report = good_report(mxnet_version=None, mxnet_file=None, features=None)
+    report["features_error"] = "AttributeError: module 'mxnet' has no attribute 'runtime'"
+    v = judge(plan_for(), report, installed(("mxnet", "1.9.1")))
+    assert not v.ok
+    assert v.problems[0].startswith("import mxnet found a folder without __init__.py")
+    assert not any("found , not" in p or "version ?" in p for p in v.problems)
+
+
+def test_a_short_version_matches_what_pip_installs_for_it() -> None:
+    """--version 1.9 asks pip for mxnet==1.9, which PEP 440 matches to 1.9.0."""
+    plan = plan_for(version="1.9")
+    v = judge(plan, good_report(mxnet_version="1.9.0"), installed(("mxnet", "1.9.0")))
+    assert v.ok, v.problems

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from kmx_tune.installer import (
 )
 from kmx_tune.target import inspect_target
 from tests.conftest import HARDWARE
-from tests.venvs import make_venv, pip_freeze
+from tests.venvs import make_venv, pip_freeze, pip_install
 
 pytestmark = pytest.mark.integration
 
@@ -47,5 +48,40 @@ def test_switch_from_native_leaves_exactly_one_mxnet(tmp_path: Path) -> None:
 
 def test_an_empty_wheel_folder_serves_nothing(tmp_path: Path) -> None:
     plan = plan_191(Path(sys.executable))
-    with pytest.raises(NotServedError, match="mxnet has no release for Python"):
+    with pytest.raises(NotServedError, match="no mxnet wheel for Python"):
         check_available(plan, PipOptions(find_links=(str(tmp_path),), no_index=True))
+
+
+def test_two_flavors_at_once_end_with_one_working_mxnet(tmp_path: Path) -> None:
+    """mxnet-native installed over mxnet: uninstalling mxnet-native deletes the files
+    the two share, so mxnet itself must be reinstalled, not found "already satisfied"."""
+    python = make_venv(tmp_path / "v", ["mxnet==1.9.1", "numpy==1.23.5"])
+    pip_install(python, ["--no-deps", "mxnet-native==1.8.0.post0"])
+    plan = plan_191(python)
+    result = execute(plan, PipOptions())
+    assert result.outcome == "installed", result.failure
+    mx = {k: v for k, v in pip_freeze(python).items() if k.startswith("mxnet")}
+    assert mx == {"mxnet": "1.9.1"}
+    imported = subprocess.run(
+        [str(python), "-c", "import mxnet; print(mxnet.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert imported.stdout.strip() == "1.9.1"
+
+
+def test_a_wheel_folder_without_numpy_says_to_add_it(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "mxnet==1.9.1", "-d",
+         str(tmp_path)],
+        check=True,
+    )  # fmt: skip
+    env_python = make_venv(tmp_path / "v")  # no numpy in it: pip must find a wheel
+    plan = plan_191(env_python)
+    with pytest.raises(NotServedError) as info:
+        check_available(plan, PipOptions(find_links=(str(tmp_path),), no_index=True))
+    message = str(info.value)
+    assert message.startswith("numpy<1.24 (which mxnet==1.9.1 needs) has no wheel")
+    assert f"in {tmp_path} (--no-index)" in message and "pip download 'numpy<1.24'" in message
+    assert "use a Python that has one" not in message

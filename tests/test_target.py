@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -79,3 +81,58 @@ def test_a_hanging_interpreter_times_out_with_one_line(tmp_path: Path) -> None:
     slow.chmod(0o755)
     with pytest.raises(KmxError, match="gave no answer within 1 s"):
         run_in_target(str(slow), "kmx_env_facts.py", timeout=1)
+
+
+def test_a_bare_name_in_the_current_folder_is_that_file_not_one_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cd venv/bin && kmx-tune doctor --python python` checks venv/bin/python, not the
+    `python` that PATH finds (exec looks names without a slash up on PATH)."""
+    venv = tmp_path / "v"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    monkeypatch.chdir(venv / "bin")
+    info = inspect_target("python")
+    assert Path(info.prefix) == venv
+    monkeypatch.chdir(tmp_path)
+    assert Path(inspect_target("v").prefix) == venv  # a venv folder named bare
+
+
+def test_a_script_in_the_current_folder_is_run_not_looked_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "notpython"
+    script.write_text("#!/bin/sh\necho hello\n")
+    script.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TargetError) as info:
+        inspect_target("notpython")
+    assert "No such file" not in str(info.value)
+    assert "printed no report" in str(info.value)
+
+
+def _python2() -> str | None:
+    """A working Python 2 interpreter, if this machine has one (pyenv shims may not work)."""
+    candidates = [shutil.which("python2.7"), shutil.which("python2")]
+    candidates += [str(p) for p in sorted(Path("/root/.pyenv/versions").glob("2.*/bin/python"))]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[0])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.stdout.strip() == "2":
+            return candidate
+    return None
+
+
+PYTHON2 = _python2()
+
+
+@pytest.mark.skipif(PYTHON2 is None, reason="needs a Python 2 interpreter")
+def test_python_2_is_named_as_too_old() -> None:
+    with pytest.raises(TargetError) as info:
+        inspect_target(PYTHON2)
+    message = str(info.value)
+    assert "is Python 2.7" in message and "3.6 or newer" in message
+    assert "TypeError" not in message

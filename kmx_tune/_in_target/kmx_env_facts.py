@@ -78,13 +78,27 @@ def module_dir(name):
     return os.path.dirname(spec.origin)
 
 
+def _loads_mxnet_backend(backend):
+    """Whether Keras's backend loader knows the MXNet backend. `pip install keras`
+    over keras-mxnet replaces backend/__init__.py but leaves mxnet_backend.py behind."""
+    for name in ("__init__.py", "load_backend.py"):
+        try:
+            with open(os.path.join(backend, name), "r", encoding="utf-8", errors="replace") as f:
+                if "mxnet_backend" in f.read():
+                    return True
+        except (OSError, UnicodeError):
+            continue
+    return False
+
+
 def keras_facts():
     folder = module_dir("keras")
-    facts = {"module_path": folder, "has_mxnet_backend": False}
+    facts = {"module_path": folder, "has_mxnet_backend": False, "mxnet_backend_file": False}
     if folder:
-        facts["has_mxnet_backend"] = os.path.isfile(
-            os.path.join(folder, "backend", "mxnet_backend.py")
-        )
+        backend = os.path.join(folder, "backend")
+        has_file = os.path.isfile(os.path.join(backend, "mxnet_backend.py"))
+        facts["mxnet_backend_file"] = has_file
+        facts["has_mxnet_backend"] = has_file and _loads_mxnet_backend(backend)
     return facts
 
 
@@ -129,6 +143,13 @@ def deep_facts():
 
 
 def main(argv):
+    if sys.version_info < (3, 6):  # Python 2 parses this file, then fails somewhere odd
+        sys.stderr.write(
+            "this is Python {}.{}; kmx-tune needs Python 3.6 or newer\n".format(
+                sys.version_info[0], sys.version_info[1]
+            )
+        )
+        return 3
     deep = "--deep" in argv
     info = sys.version_info
     facts = {

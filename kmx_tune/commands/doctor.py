@@ -27,7 +27,8 @@ _SYMBOLS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "re
 @click.option(
     "--hardware",
     "hardware_file",
-    type=click.Path(dir_okay=False),
+    # a folder is refused by load_profile, in its own words
+    type=click.Path(),
     help="Use a profile from `kmx-tune probe --json` instead of probing this machine.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")

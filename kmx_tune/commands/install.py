@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 @click.option("--cpu", is_flag=True, help="Pick a CPU flavor even when there is a usable GPU.")
 @click.option(
     "--hardware",
-    type=click.Path(dir_okay=False),
+    # a folder is refused by load_profile, in its own words
+    type=click.Path(),
     metavar="FILE",
     help="Plan for the machine in this `kmx-tune probe` JSON instead of this one.",
 )

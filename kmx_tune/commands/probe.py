@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 @click.option(
     "--hardware",
     "hardware_file",
-    type=click.Path(dir_okay=False),
+    # a folder is refused by load_profile, in its own words
+    type=click.Path(),
     help="Show a saved profile (from `kmx-tune probe --json`) instead of probing.",
 )
 @click.option("--no-cache", is_flag=True, help="Probe the CPU again instead of using the cache.")
