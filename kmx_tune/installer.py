@@ -305,6 +305,14 @@ def plan_install(
             f"--cpu and --flavor {chosen.name} (a CUDA {chosen.cuda} build) contradict each "
             "other; drop one of them"
         )
+    if version is not None:
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise UsageError(
+                f"--version {version}: not a version number; give one such as 1.9.1 "
+                f"(`pip index versions {chosen.name}` lists them)"
+            ) from None
     release = version or chosen.newest
     reasons: list[str] = []
     warnings: list[str] = []

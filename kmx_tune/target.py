@@ -189,7 +189,9 @@ def run_script(
         ) from None
     except subprocess.TimeoutExpired:
         raise KmxError(
-            timeout_message or f"{python}: gave no answer within {timeout:.0f} s"
+            timeout_message
+            or f"{python}: gave no answer within {timeout:.0f} s; check that it starts "
+            f"(`{python} -c 'print(1)'`), or give another interpreter with --python"
         ) from None
 
 

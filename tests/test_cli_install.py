@@ -103,6 +103,11 @@ def test_a_version_not_served_is_refused() -> None:
     assert "mxnet==1.9.2 is not served for Python" in err and "available: 1.9.1" in err
 
 
+def test_a_version_that_is_not_a_version_number_is_refused_before_asking_pip() -> None:
+    err = _one_line_error("--python", PY, "--hardware", str(EPYC), "--version", "latest")
+    assert "--version latest: not a version number" in err
+
+
 def test_gpu_flavor_with_cpu_is_a_contradiction() -> None:
     err = _one_line_error("--python", PY, "--hardware", str(EPYC), "--cpu", "--flavor", "cu117")
     assert "unknown MXNet flavor" in err  # cu117 alone is not a package name
