@@ -680,6 +680,34 @@ def check_subgraph_backend(ctx: Context) -> Iterator[Finding]:
         )
 
 
+def check_library_path(ctx: Context) -> Iterator[Finding]:
+    """mxnet/libinfo.py loads $MXNET_LIBRARY_PATH instead of the wheel's libmxnet.so when
+    it is an absolute path to a file, and warns and ignores it otherwise: a stale value
+    left from a source build makes `import mxnet` fail or load the wrong build."""
+    raw = ctx.env.get("MXNET_LIBRARY_PATH")
+    if not raw:
+        return
+    source = "from the environment; mxnet/libinfo.py loads it instead of the wheel's libmxnet.so"
+    if os.path.isabs(raw) and os.path.isfile(raw):
+        yield Finding(
+            "env.MXNET_LIBRARY_PATH",
+            WARN,
+            f"MXNET_LIBRARY_PATH={raw}: `import mxnet` loads this library, not the one of the "
+            "installed wheel",
+            source + "; keep it only for an MXNet you built yourself",
+            "unset MXNET_LIBRARY_PATH",
+        )
+    else:
+        why = "is not an absolute path" if not os.path.isabs(raw) else "is not a file"
+        yield Finding(
+            "env.MXNET_LIBRARY_PATH",
+            WARN,
+            f"MXNET_LIBRARY_PATH={raw} {why}: mxnet ignores it and warns on every import",
+            source,
+            "unset MXNET_LIBRARY_PATH",
+        )
+
+
 # ------------------------------------------------------------- --deep checks
 
 
@@ -761,6 +789,7 @@ CHECKS: tuple[Check, ...] = (
     check_kmp_affinity,
     check_cudnn_autotune,
     check_subgraph_backend,
+    check_library_path,
 )
 DEEP_CHECKS: tuple[Check, ...] = (check_mxnet_runtime, check_keras_runtime)
 

@@ -586,7 +586,13 @@ def judge(
             f"pip lists these MXNet distributions: {found}; expected {plan.requirement} only"
         )
     if report.get("import_error"):
-        problems.append(f"import mxnet failed: {report['import_error']}")
+        hint = ""
+        if report.get("library_path"):
+            hint = (
+                f" (MXNET_LIBRARY_PATH={report['library_path']} is set: mxnet loads that file "
+                "instead of the wheel's library; unset it)"
+            )
+        problems.append(f"import mxnet failed: {report['import_error']}{hint}")
     elif not report.get("mxnet_file"):
         # a namespace package: what is left of a folder another flavor's uninstall emptied
         problems.append(

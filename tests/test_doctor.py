@@ -403,6 +403,23 @@ def test_cudnn_autotune_is_not_advice_for_a_cpu_build_on_a_gpu_box(tmp_path: Pat
     )
 
 
+def test_mxnet_library_path_is_flagged_whether_it_loads_or_is_ignored(tmp_path: Path) -> None:
+    t = target(MX, NP_OK)
+    assert not [f for f in run(t, home=tmp_path).findings if f.id == "env.MXNET_LIBRARY_PATH"]
+    lib = tmp_path / "libmxnet.so"
+    lib.write_bytes(b"\x7fELF")
+    loaded = find(
+        run(t, home=tmp_path, env={"MXNET_LIBRARY_PATH": str(lib)}), "env.MXNET_LIBRARY_PATH"
+    )
+    assert loaded.status == "warn" and loaded.fix == "unset MXNET_LIBRARY_PATH"
+    assert "loads this library" in loaded.title
+    missing = find(
+        run(t, home=tmp_path, env={"MXNET_LIBRARY_PATH": str(tmp_path / "gone.so")}),
+        "env.MXNET_LIBRARY_PATH",
+    )
+    assert missing.status == "warn" and "is not a file" in missing.title
+
+
 # ------------------------------------------------------------ report, deep
 
 

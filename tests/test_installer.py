@@ -122,6 +122,12 @@ def test_wheel_post_release_matches_the_version_mxnet_reports() -> None:
     assert judge(plan, report, installed(("mxnet-native", "1.8.0.post0"))).ok
 
 
+def test_a_failed_import_names_a_set_mxnet_library_path() -> None:
+    report = good_report(import_error="OSError: file too short", library_path="/tmp/stale.so")
+    v = judge(plan_for(), report, installed(("mxnet", "1.9.1")))
+    assert any("MXNET_LIBRARY_PATH=/tmp/stale.so is set" in p for p in v.problems), v.problems
+
+
 @pytest.mark.parametrize(
     ("over", "problem"),
     [

@@ -23,6 +23,8 @@ def verify(gpu):
         "schema": "kmx-tune/verify-mxnet/1",
         "python": sys.executable,
         "import_error": None,
+        # mxnet loads this file instead of the wheel's libmxnet.so (mxnet/libinfo.py)
+        "library_path": os.environ.get("MXNET_LIBRARY_PATH") or None,
         "mxnet_version": None,
         "mxnet_file": None,
         "numpy_version": None,
