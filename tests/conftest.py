@@ -8,8 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.venvs import MXNET_REQUIREMENTS, make_venv
+
+# CI runs the property tests derandomized, so a red run always means the change broke
+# something; a developer's runs explore new inputs each time.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HARDWARE = FIXTURES / "hardware"

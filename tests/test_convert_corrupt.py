@@ -75,6 +75,14 @@ def test_bad_header_literal(tmp_path: Path) -> None:
     assert_one_clear_line(p, "not a valid dict literal|must hold exactly")
 
 
+@pytest.mark.parametrize("dtype", ["V0", np.dtype([])])
+def test_items_of_zero_bytes(tmp_path: Path, dtype: object) -> None:
+    # numpy writes these (found by the fuzzer); they hold no data to transpose
+    p = folder(tmp_path) / "empty.npy"
+    p.write_bytes(npy_bytes(np.zeros((2, 4, 4, 3), dtype=dtype)))
+    assert_one_clear_line(p, "items of zero bytes")
+
+
 def test_not_a_zip(tmp_path: Path) -> None:
     p = folder(tmp_path) / "z.npz"
     p.write_bytes(b"PK\x03\x04 definitely not a zip file" * 10)

@@ -101,6 +101,12 @@ def parse_header(data: bytes, where: str) -> NpyHeader:
         Exception
     ):  # numpy's dtype parser raises many kinds (TypeError, ValueError, KeyError, ...)
         raise FormatError(f"{where}: .npy header has an invalid dtype {d['descr']!r}") from None
+    if dtype.itemsize == 0:
+        # numpy writes such arrays ('V0', a record of no fields), but they hold no data
+        raise FormatError(
+            f"{where}: dtype {d['descr']!r} has items of zero bytes: there is no image data "
+            "to convert"
+        )
     return NpyHeader(version, offset, dtype, shape, fortran)
 
 
