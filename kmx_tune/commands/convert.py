@@ -71,6 +71,7 @@ def convert(
       kmx-tune convert x_train.npy x_test.npy -o converted/
       kmx-tune convert data.npz --key x_train --in-place
     """
+    import contextlib
     import sys
 
     from kmx_tune.convert.core import FAILED, convert_many
@@ -110,34 +111,18 @@ def convert(
 
         return update
 
-    if bar is not None:
-        with bar:
-            results = _run(
-                convert_many,
-                paths,
-                output,
-                to,
-                keys,
-                add_channel_axis,
-                verify,
-                force,
-                in_place,
-                dry_run,
-                on_start,
-            )
-    else:
-        results = _run(
-            convert_many,
+    with bar if bar is not None else contextlib.nullcontext():
+        results = convert_many(
             paths,
             output,
-            to,
-            keys,
-            add_channel_axis,
-            verify,
-            force,
-            in_place,
-            dry_run,
-            on_start,
+            to=to,
+            keys=keys,
+            add_channel_axis=add_channel_axis,
+            verify=verify,
+            force=force,
+            in_place=in_place,
+            dry_run=dry_run,
+            on_start=on_start,
         )
 
     if as_json:
@@ -151,35 +136,6 @@ def convert(
             exc.exit_code = failed[0].exit_code or 1
             raise exc
         raise KmxError(f"{len(failed)} of {len(results)} files failed; see above")
-
-
-def _run(
-    fn: Any,
-    paths: Any,
-    output: Any,
-    to: str,
-    keys: Any,
-    add: bool,
-    verify: bool,
-    force: bool,
-    in_place: bool,
-    dry_run: bool,
-    on_start: Any,
-) -> list[FileResult]:
-    return list(
-        fn(
-            paths,
-            output,
-            to=to,
-            keys=keys,
-            add_channel_axis=add,
-            verify=verify,
-            force=force,
-            in_place=in_place,
-            dry_run=dry_run,
-            on_start=on_start,
-        )
-    )
 
 
 def _size(n: int) -> str:
