@@ -8,6 +8,7 @@ A command module holds the click command; the work happens in the core modules.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 import click
@@ -109,7 +110,24 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli.main(prog_name="kmx-tune")
+    """The console script. Click's own usage errors (a missing argument, a bad option
+    value) become one line, like every other error, instead of click's usage block."""
+    try:
+        status = cli.main(prog_name="kmx-tune", standalone_mode=False)
+    except click.UsageError as exc:
+        if exc.ctx is not None and type(exc).__name__ == "NoArgsIsHelpError":
+            click.echo(exc.ctx.get_help())  # plain `kmx-tune`: the help, as before click 8.2
+            sys.exit(0)
+        where = exc.ctx.command_path if exc.ctx is not None else "kmx-tune"
+        click.echo(f"Error: {exc.format_message()} (see '{where} --help')", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 if __name__ == "__main__":

@@ -51,3 +51,31 @@ def test_python_dash_m_and_help_import_no_numpy() -> None:
     ).stdout
     assert "Usage: kmx-tune" in out
     assert "HEAVY []" in out
+
+
+def _console_script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kmx_tune", *args], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["convert"], "Error: Missing argument 'PATH...'. (see 'kmx-tune convert --help')"),
+        (["doctor", "--bogus"], "Error: No such option '--bogus'. (see 'kmx-tune doctor --help')"),
+        (["no-such-command"], "Error: No such command 'no-such-command'. (see 'kmx-tune --help')"),
+        (["profile", "--top", "-3", "x.py"], "Error: Invalid value for '--top'"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(args: list[str], message: str) -> None:
+    proc = _console_script(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(message)
+    assert proc.stderr.count("\n") == 1 and proc.stdout == ""
+
+
+def test_no_command_prints_the_help() -> None:
+    proc = _console_script()
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("Usage: kmx-tune") and "install-mxnet" in proc.stdout

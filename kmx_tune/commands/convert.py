@@ -12,7 +12,9 @@ if TYPE_CHECKING:
 
 
 @click.command("convert")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument(
+    "paths", metavar="PATH...", nargs=-1, required=True, type=click.Path(path_type=Path)
+)
 @click.option(
     "--to",
     type=click.Choice(["channels_first", "channels_last"]),

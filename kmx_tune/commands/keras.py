@@ -127,7 +127,7 @@ _keras_home_option = click.option(
 
 
 @click.command("set-format")
-@click.argument("image_data_format", required=False, type=click.Choice(_FORMATS))
+@click.argument("image_data_format", metavar="FORMAT", required=False, type=click.Choice(_FORMATS))
 @click.option(
     "--backend",
     type=click.Choice(["mxnet", "keep"]),
