@@ -65,6 +65,18 @@ def test_set_format_json_fields(home_json: Path) -> None:
     assert data["backup"] == str(home_json) + ".bak"
 
 
+def test_set_format_json_failure_is_data_too(home_json: Path) -> None:
+    home_json.write_text('{"backend": "mxnet",, }')
+    before = home_json.read_bytes()
+    code, out, err = _run("set-format", "channels_first", "--json")
+    assert code == 2
+    data = json.loads(out)
+    assert data["path"] == str(home_json) and data["changed"] is False
+    assert "not valid JSON" in data["error"]
+    assert err.startswith("Error: ") and err.count("\n") == 1
+    assert home_json.read_bytes() == before
+
+
 def test_dry_run_shows_but_does_not_write(home_json: Path) -> None:
     code, out, _ = _run("set-format", "channels_first", "--dry-run")
     assert code == 0 and '"channels_last" → "channels_first"' in out and "Dry run" in out

@@ -169,7 +169,7 @@ def set_format(
       kmx-tune set-format --show                    # same as `kmx-tune config`
     """
     from kmx_tune import keras_config
-    from kmx_tune.errors import UsageError
+    from kmx_tune.errors import KmxError, UsageError
     from kmx_tune.render import emit_json
 
     if show:
@@ -179,13 +179,19 @@ def set_format(
         raise UsageError(
             "say which format: kmx-tune set-format channels_first (or channels_last, or --show)"
         )
-    result = keras_config.set_format(
-        image_data_format,
-        None if backend == "keep" else backend,
-        location=keras_config.locate(keras_home),
-        dry_run=dry_run,
-        force=force,
-    )
+    location = keras_config.locate(keras_home)
+    try:
+        result = keras_config.set_format(
+            image_data_format,
+            None if backend == "keep" else backend,
+            location=location,
+            dry_run=dry_run,
+            force=force,
+        )
+    except KmxError as exc:
+        if as_json:  # scripts get data on stdout too; the Error line still goes to stderr
+            emit_json({"path": str(location.path), "changed": False, "error": str(exc)})
+        raise
     if as_json:
         emit_json(result.to_json())
     else:
