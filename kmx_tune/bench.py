@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from kmx_tune.errors import KmxError, UsageError
-from kmx_tune.target import IN_TARGET_DIR, failure_tail, resolve_python, run_script
+from kmx_tune.target import failure_tail, resolve_python, run_script
 
-SCRIPT = IN_TARGET_DIR / "kmx_bench.py"
+SCRIPT = "kmx_bench.py"  # in kmx_tune/_in_target/
 FORMS = ("channels_first", "channels_last")
 DEFAULT_BATCH = 32
 DEFAULT_REPEATS = 10
@@ -246,7 +246,7 @@ def run_bench(
     ]
     proc = run_script(
         target,
-        SCRIPT.name,
+        SCRIPT,
         args,
         timeout=TIMEOUT_S,
         timeout_message=f"the benchmark took longer than {TIMEOUT_S:.0f} s; try a smaller --batch",

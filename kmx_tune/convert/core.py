@@ -3,7 +3,6 @@ old one under a temporary name, check it, then give it its final name."""
 
 from __future__ import annotations
 
-import math
 import os
 import stat
 import time
@@ -360,10 +359,6 @@ def verify_data(
             raise mismatch
         src.release()
         out.release()
-
-
-def total_size(header: NpyHeader) -> int:
-    return header.data_offset + math.prod(header.shape) * header.dtype.itemsize
 
 
 def expand_inputs(paths: Sequence[str | os.PathLike[str]], to: str) -> list[Path]:
