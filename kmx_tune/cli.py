@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from kmx_tune import __version__
 from kmx_tune.errors import KmxError
+from kmx_tune.options import json_wanted
 
 # name -> (module, attribute, one-line help shown by `kmx-tune --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -89,11 +90,23 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KmxError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            fail(str(exc), exc.exit_code, json_wanted(ctx))
         except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            ctx.exit(130)
+            fail("Interrupted.", 130, json_wanted(ctx), prefix="")
+
+
+def fail(message: str, exit_code: int, as_json: bool, prefix: str = "Error: ") -> NoReturn:
+    """The error edge: one line on stderr (never a traceback, never raw control
+    characters), the same error as JSON on stdout under --json, and the exit status."""
+    from kmx_tune.render import safe
+
+    if as_json:
+        from kmx_tune.render import emit_json
+        from kmx_tune.result import error_json
+
+        emit_json(error_json(message, exit_code))
+    click.echo(prefix + safe(message, one_line=True), err=True)
+    sys.exit(exit_code)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -109,18 +122,24 @@ def cli() -> None:
     """
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
     """The console script. Click's own usage errors (a missing argument, a bad option
     value) become one line, like every other error, instead of click's usage block."""
+    argv = sys.argv[1:] if args is None else args
     try:
-        status = cli.main(prog_name="kmx-tune", standalone_mode=False)
+        status = cli.main(argv, prog_name="kmx-tune", standalone_mode=False)
     except click.UsageError as exc:
         if exc.ctx is not None and type(exc).__name__ == "NoArgsIsHelpError":
             click.echo(exc.ctx.get_help())  # plain `kmx-tune`: the help, as before click 8.2
             sys.exit(0)
         where = exc.ctx.command_path if exc.ctx is not None else "kmx-tune"
-        click.echo(f"Error: {exc.format_message()} (see '{where} --help')", err=True)
-        sys.exit(exc.exit_code)
+        # --json may not have been parsed yet when the usage error came
+        options = argv[: argv.index("--")] if "--" in argv else argv
+        fail(
+            f"{exc.format_message()} (see '{where} --help')",
+            exc.exit_code,
+            json_wanted(exc.ctx) or "--json" in options,
+        )
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

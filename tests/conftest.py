@@ -34,6 +34,21 @@ _ENV_TO_CLEAR = [
 ]
 
 
+# The slow tiers. Each test that needs one carries its marker; `slow` is added to all of
+# them, so `python -m pytest -m "not slow"` is the fast tier for day-to-day work.
+SLOW_TIERS = ("venv", "network", "fuzz", "kill")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "mxnet_venv" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.venv)
+        if item.get_closest_marker("venv") is not None:
+            item.add_marker(pytest.mark.network)  # real wheels come from the package index
+        if any(item.get_closest_marker(tier) for tier in SLOW_TIERS):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # pip keeps using the real cache so venv installs stay fast

@@ -127,7 +127,7 @@ def test_a_target_without_mxnet_points_at_install_mxnet() -> None:
     assert "kmx-tune install-mxnet" in proc.stderr and "kmx-tune doctor" in proc.stderr
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_bench_prints_both_forms_and_the_ratio(mxnet_venv: Path) -> None:
     proc = kmx("bench", "--python", str(mxnet_venv), "--batch", "4", "--repeats", "3")
     assert proc.returncode == 0, proc.stderr
@@ -139,7 +139,7 @@ def test_bench_prints_both_forms_and_the_ratio(mxnet_venv: Path) -> None:
     assert any(word in out for word in ("as fast as", "no clear difference"))
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_bench_json_has_both_forms(mxnet_venv: Path) -> None:
     proc = kmx("bench", "--python", str(mxnet_venv), "--batch", "2", "--repeats", "2", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -152,7 +152,7 @@ def test_bench_json_has_both_forms(mxnet_venv: Path) -> None:
     assert data["ratio"]["median"] > 0
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_gpu_on_a_cpu_build_is_one_line(mxnet_venv: Path) -> None:
     proc = kmx("bench", "--python", str(mxnet_venv), "--ctx", "gpu")
     assert proc.returncode == 1
@@ -203,7 +203,7 @@ def test_a_run_ended_for_lack_of_memory_says_to_lower_batch(tmp_path: Path, endi
     assert errors[0].startswith("Error: --batch 4096: ") and "smaller --batch" in errors[0]
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_a_huge_batch_is_one_line_about_memory(mxnet_venv: Path) -> None:
     import resource
 

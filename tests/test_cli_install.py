@@ -43,6 +43,7 @@ def test_help_has_an_example() -> None:
 # ------------------------------------------------------------ planning (pip checks only)
 
 
+@pytest.mark.network
 def test_h100_plan_is_a_cpu_flavor_with_a_warning_saying_why() -> None:
     plan = _plan("--hardware", str(H100))
     assert {"package", "version", "requirements", "uninstall", "reasons", "warnings"} <= set(plan)
@@ -52,12 +53,14 @@ def test_h100_plan_is_a_cpu_flavor_with_a_warning_saying_why() -> None:
     assert "MXNET_CUDA_ARCH" in plan["build_from_source"]
 
 
+@pytest.mark.network
 def test_no_gpu_plan_is_plain_mxnet_with_mkldnn() -> None:
     plan = _plan("--hardware", str(EPYC))
     assert (plan["package"], plan["gpu"], plan["expect_mkldnn"]) == ("mxnet", False, True)
     assert "no NVIDIA GPU found" in plan["reasons"][0]
 
 
+@pytest.mark.network
 def test_ampere_plan_is_a_cuda_flavor_unless_cpu_is_asked() -> None:
     plan = _plan("--hardware", str(RTX3090))
     assert plan["package"].startswith("mxnet-cu") and plan["gpu"] is True
@@ -65,6 +68,7 @@ def test_ampere_plan_is_a_cuda_flavor_unless_cpu_is_asked() -> None:
     assert (cpu["package"], cpu["gpu"]) == ("mxnet", False)
 
 
+@pytest.mark.network
 def test_flavor_and_version_override_the_advice_and_say_so() -> None:
     plan = _plan("--hardware", str(EPYC), "--flavor", "mxnet-native", "--version", "1.7.0")
     assert plan["requirements"] == ["mxnet-native==1.7.0", "numpy<1.24"]
@@ -76,6 +80,7 @@ def test_flavor_and_version_override_the_advice_and_say_so() -> None:
     assert any("the advice for this machine is mxnet==1.9.1" in w for w in plan["warnings"])
 
 
+@pytest.mark.network
 def test_text_plan_shows_what_goes_what_comes_and_why() -> None:
     code, out, _ = _run("--python", PY, "--dry-run", "--hardware", str(H100))
     assert code == 0
@@ -98,6 +103,7 @@ def test_unknown_flavor_lists_the_valid_ones() -> None:
     assert "unknown MXNet flavor" in err and "mxnet-cu90mkl" in err and "mxnet-native" in err
 
 
+@pytest.mark.network
 def test_a_version_not_served_is_refused() -> None:
     err = _one_line_error("--python", PY, "--hardware", str(EPYC), "--version", "1.9.2")
     assert "mxnet==1.9.2 is not served for Python" in err and "available: 1.9.1" in err
@@ -130,6 +136,7 @@ def test_python_without_pip(tmp_path: Path) -> None:
     assert "has no pip" in err and "ensurepip" in err
 
 
+@pytest.mark.network
 def test_no_index_is_offline_and_points_at_find_links() -> None:
     err = _one_line_error(
         "--python", PY, "--hardware", str(EPYC), "--index-url", "http://127.0.0.1:9/simple",
@@ -149,6 +156,7 @@ def test_no_index_with_an_empty_wheel_folder_says_what_to_put_there(tmp_path: Pa
     assert "pip download mxnet==1.9.1 'numpy<1.24'" in err and f"-d {tmp_path}" in err
 
 
+@pytest.mark.network
 def test_without_yes_and_without_a_terminal_it_asks_for_yes() -> None:
     err = _one_line_error("--python", PY, "--hardware", str(EPYC))
     assert "add --yes" in err
@@ -157,7 +165,7 @@ def test_without_yes_and_without_a_terminal_it_asks_for_yes() -> None:
 # ------------------------------------------------------------ real installs
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_real_install_into_a_fresh_venv(tmp_path: Path) -> None:
     python = make_venv(tmp_path / "v")
     code, out, err = _run("--python", str(python), "--hardware", str(EPYC), "--yes", "--json")
@@ -177,7 +185,7 @@ def test_real_install_into_a_fresh_venv(tmp_path: Path) -> None:
     assert tuple(int(p) for p in versions[1].split(".")[:2]) < (1, 24)
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_real_failed_verification_rolls_back(tmp_path: Path) -> None:
     """A real failure, no test hook: MXNET_LIBRARY_PATH naming a file that is not a
     shared library makes `import mxnet` fail in the verify step (pip never imports

@@ -175,7 +175,7 @@ def _doctor_json(python: Path, *extra: str) -> tuple[int, dict[str, dict[str, st
     return result.exit_code, {f["id"]: f for f in data["findings"]}
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_doctor_reports_a_healthy_mxnet(mxnet_venv: Path) -> None:
     _, findings = _doctor_json(mxnet_venv)
     assert findings["mxnet"]["status"] == "ok"
@@ -187,7 +187,7 @@ def test_doctor_reports_a_healthy_mxnet(mxnet_venv: Path) -> None:
     assert findings["keras"]["status"] == "warn"
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_warnings_exit_0_and_strict_makes_them_fail(mxnet_venv: Path) -> None:
     args = ["doctor", "--python", str(mxnet_venv), "--hardware", NO_GPU]
     env = {"OMP_NUM_THREADS": "2"}
@@ -199,14 +199,14 @@ def test_warnings_exit_0_and_strict_makes_them_fail(mxnet_venv: Path) -> None:
     assert "(--strict: warnings fail)" in strict.output
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_doctor_deep_imports_mxnet_in_the_target(mxnet_venv: Path) -> None:
     _, findings = _doctor_json(mxnet_venv, "--deep")
     f = findings["mxnet.import"]
     assert f["status"] == "ok" and "MKLDNN" in f["detail"]
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_doctor_flags_numpy_124_and_its_fix_works(tmp_path: Path) -> None:
     python = make_venv(tmp_path / "np124", ["mxnet==1.9.1", "numpy==1.24.4"])
     code, findings = _doctor_json(python, "--deep")
@@ -237,7 +237,7 @@ def keras_mxnet_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_venv(tmp_path_factory.mktemp("keras-mxnet") / "venv", KERAS_MXNET_REQS)
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 @pytest.mark.skipif(not NEW_PYTHON, reason="keras-mxnet imports on Python <= 3.9")
 def test_keras_mxnet_on_new_python_fails_statically_and_deep(
     keras_mxnet_venv: Path, tmp_path: Path
@@ -257,7 +257,7 @@ def test_keras_mxnet_on_new_python_fails_statically_and_deep(
     assert findings["keras.json"]["title"].startswith("no keras.json yet")
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_plain_keras_installed_over_keras_mxnet_fails(tmp_path: Path) -> None:
     """`pip install keras` after keras-mxnet overwrites keras/backend/__init__.py with
     one that never loads the mxnet_backend.py left behind: the backend is gone."""

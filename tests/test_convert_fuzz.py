@@ -17,6 +17,8 @@ from kmx_tune.convert import convert_file
 from kmx_tune.convert.npyio import NpyHeader, parse_header
 from kmx_tune.errors import KmxError
 
+pytestmark = pytest.mark.fuzz
+
 
 def fuzz(n: int) -> settings:
     return settings(

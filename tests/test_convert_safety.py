@@ -42,6 +42,7 @@ def start(args: list[str]) -> subprocess.Popen[bytes]:
     )
 
 
+@pytest.mark.kill
 @pytest.mark.parametrize(("kind", "kills"), [("npy", 14), ("npz", 6), ("npz_compressed", 4)])
 def test_kill_9_at_random_moments(tmp_path: Path, kind: str, kills: int) -> None:
     """24 kills in all. After each: the source is byte-identical, and the final name
@@ -86,6 +87,7 @@ def test_kill_9_at_random_moments(tmp_path: Path, kind: str, kills: int) -> None
     assert temps(work) == [] and sha(final) == good_sha and sha(src) == src_sha
 
 
+@pytest.mark.kill
 def test_kill_9_in_place(tmp_path: Path) -> None:
     """With --in-place the source is either the old file or the whole new one."""
     work = tmp_path / "w"

@@ -22,7 +22,7 @@ from kmx_tune.target import inspect_target
 from tests.conftest import HARDWARE
 from tests.venvs import make_venv, pip_freeze, pip_install
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.venv
 
 EPYC = HARDWARE / "epyc-no-gpu" / "kmx-profile.json"
 NATIVE = ["mxnet-native==1.8.0.post0", "numpy==1.23.5"]

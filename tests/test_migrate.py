@@ -312,6 +312,7 @@ element = st.one_of(
 )
 
 
+@pytest.mark.fuzz
 @given(st.lists(element, min_size=3, max_size=4), st.sampled_from(["Conv2D", "ConvLSTM2D"]))
 def test_shape_rewrites_are_involutions(values: list[str], layer: str) -> None:
     text = f"{layer}(8, 3, input_shape=({', '.join(values)}))\n"

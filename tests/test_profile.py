@@ -212,7 +212,7 @@ def conv_script(tmp_path: Path) -> Path:
     return script
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_profiles_a_real_script_as_python_would_run_it(
     mxnet_venv: Path, conv_script: Path, tmp_path: Path
 ) -> None:
@@ -241,7 +241,7 @@ def test_profiles_a_real_script_as_python_would_run_it(
     assert any(e.get("name") == "Convolution" for e in events)
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_json_output_stays_clean_and_names_the_transposes(
     mxnet_venv: Path, conv_script: Path, tmp_path: Path
 ) -> None:
@@ -269,7 +269,7 @@ def test_json_output_stays_clean_and_names_the_transposes(
     assert conv["count"] == 3
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_a_script_that_exits_non_zero_keeps_its_status_and_its_profile(
     mxnet_venv: Path, conv_script: Path, tmp_path: Path
 ) -> None:
@@ -280,7 +280,7 @@ def test_a_script_that_exits_non_zero_keeps_its_status_and_its_profile(
     assert (tmp_path / "train.profile.json").is_file()
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_a_script_that_raises_shows_its_own_traceback(
     mxnet_venv: Path, conv_script: Path, tmp_path: Path
 ) -> None:
@@ -297,7 +297,7 @@ def test_a_script_that_raises_shows_its_own_traceback(
     assert (tmp_path / "train.profile.json").is_file()
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_a_trace_left_by_an_earlier_run_is_not_passed_off_as_this_runs(
     mxnet_venv: Path, tmp_path: Path
 ) -> None:
@@ -353,7 +353,7 @@ print(json.dumps({"file": __file__, "argv0": sys.argv[0], "path0": sys.path[0]})
 """
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_file_and_path0_are_what_python_gives_a_symlinked_script(
     mxnet_venv: Path, tmp_path: Path
 ) -> None:
@@ -373,7 +373,7 @@ def test_file_and_path0_are_what_python_gives_a_symlinked_script(
     assert json.loads(proc.stdout.splitlines()[0]) == json.loads(plain.stdout)
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_numpy_124_gives_exactly_one_error_line(tmp_path: Path) -> None:
     from tests.venvs import make_venv
 

@@ -53,7 +53,7 @@ def test_a_venv_folder_resolves_to_its_python(tmp_path: Path) -> None:
     assert resolve_python(tmp_path / "v") == str(python)
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_reads_mxnet_and_numpy_without_importing_them(mxnet_venv: Path) -> None:
     info = inspect_target(mxnet_venv)
     assert [(d.name, d.version) for d in info.mxnet_distributions] == [("mxnet", "1.9.1")]
@@ -63,7 +63,7 @@ def test_reads_mxnet_and_numpy_without_importing_them(mxnet_venv: Path) -> None:
     assert info.keras.module_path is None
 
 
-@pytest.mark.integration
+@pytest.mark.venv
 def test_deep_mode_imports_mxnet_and_reads_its_features(mxnet_venv: Path) -> None:
     info = inspect_target(mxnet_venv, deep=True)
     assert info.runtime is not None

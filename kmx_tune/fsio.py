@@ -1,0 +1,163 @@
+"""Writing files so that a crash, a kill -9 or a full disk never leaves a half-written
+one under its real name: every writer in kmx-tune goes through here.
+
+The pattern is always the same: write a temporary file in the destination's folder
+(``.NAME.kmx-tmp-PID-XXXXXXXX``), fsync it, give it the mode (and, where allowed, the
+owner) of the file it replaces, rename it over the final name, fsync the folder.
+Temporary files that a killed run left behind are recognised by that name and removed
+by the next run that writes the same file, once their process is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+TEMP_MARK = ".kmx-tmp-"
+
+
+def temp_name(final: Path) -> Path:
+    """The temporary name for *final*, in the same folder (so the rename is atomic)."""
+    return final.with_name(f".{final.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temps(final: Path) -> list[Path]:
+    """Remove the temporary files that interrupted runs left for *final*.
+
+    Only names made by :func:`temp_name` whose process is gone are removed; a run
+    still in progress keeps its file."""
+    removed: list[Path] = []
+    prefix = f".{final.name}{TEMP_MARK}"
+    with contextlib.suppress(OSError):
+        for entry in final.parent.iterdir():
+            if not entry.name.startswith(prefix):
+                continue
+            pid_text = entry.name[len(prefix) :].split("-", 1)[0]
+            if not pid_text.isdigit() or _alive(int(pid_text)):
+                continue
+            with contextlib.suppress(OSError):
+                entry.unlink()
+                removed.append(entry)
+    return removed
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in *folder* durable. Some file systems cannot fsync a folder; the
+    rename is atomic all the same, so that is not an error."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def take_metadata(fd: int, like: os.stat_result) -> None:
+    """Give the open file *fd* the mode of *like* and, where this process may (root),
+    its owner: a private file that is replaced stays private."""
+    os.fchmod(fd, stat.S_IMODE(like.st_mode))
+    if (like.st_uid, like.st_gid) != (os.getuid(), os.getgid()):
+        with contextlib.suppress(OSError):  # only root may give a file away
+            os.fchown(fd, like.st_uid, like.st_gid)
+
+
+@dataclass
+class TempFile:
+    path: Path
+    fd: int
+
+
+@contextlib.contextmanager
+def temp_output(final: Path, mode: int = 0o644) -> Iterator[TempFile]:
+    """A new temporary file beside *final*, open for writing. Removed when the block
+    fails; kept when it succeeds, for :func:`publish` to give it its name. Raises
+    OSError when it cannot be created."""
+    tmp = temp_name(final)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    handle = TempFile(tmp, fd)
+    ok = False
+    try:
+        yield handle
+        ok = True
+    finally:
+        if handle.fd >= 0:
+            os.close(handle.fd)
+            handle.fd = -1
+        if not ok:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+class OutputExistsError(FileExistsError):
+    """The final name is taken and overwriting was not allowed."""
+
+
+def publish(tmp: Path, final: Path, *, overwrite: bool = True, like: Path | None = None) -> None:
+    """Give the complete, synced temporary file *tmp* its final name, atomically.
+
+    *like*: a file whose mode and owner the new one takes (the input that ``--in-place``
+    replaces). Without *overwrite*, an existing *final* is never replaced, not even by
+    a race: raises :class:`OutputExistsError`."""
+    if like is not None:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            take_metadata(fd, os.stat(like))
+        finally:
+            os.close(fd)
+    if overwrite:
+        os.replace(tmp, final)
+    else:
+        try:
+            # a hard link fails if the name exists: no window in which to clobber it
+            os.link(tmp, final)
+        except FileExistsError:
+            raise OutputExistsError(errno.EEXIST, "exists", str(final)) from None
+        except OSError:  # no hard links here (some network and FAT file systems)
+            if os.path.lexists(final):
+                raise OutputExistsError(errno.EEXIST, "exists", str(final)) from None
+            os.replace(tmp, final)
+        else:
+            tmp.unlink()
+    fsync_dir(final.parent)
+
+
+def atomic_write(
+    path: Path, data: bytes, *, like: os.stat_result | None = None, mode: int = 0o666
+) -> None:
+    """Replace (or create) *path* with *data* atomically. *like*: the stat of the file
+    being replaced, whose mode and owner are kept; a new file gets *mode* less the
+    umask, as ``open(path, 'w')`` would. Raises OSError; *path* is then untouched."""
+    clean_stale_temps(path)
+    with temp_output(path, mode if like is None else 0o600) as tmp:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(tmp.fd, view) :]
+        if like is not None:
+            take_metadata(tmp.fd, like)
+        os.fsync(tmp.fd)
+        os.close(tmp.fd)
+        tmp.fd = -1
+        os.replace(tmp.path, path)
+    fsync_dir(path.parent)
