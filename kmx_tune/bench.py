@@ -10,7 +10,6 @@ module turns them into images/s, spreads and the ratio, and turns its failures
 from __future__ import annotations
 
 import json
-import os
 import signal
 import statistics
 from collections.abc import Mapping, Sequence
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kmx_tune.errors import KmxError, UsageError
-from kmx_tune.target import failure_tail, resolve_python, run_script
+from kmx_tune.target import Target, failure_tail
 
 SCRIPT = "kmx_bench.py"  # in kmx_tune/_in_target/
 FORMS = ("channels_first", "channels_last")
@@ -83,6 +82,7 @@ class BenchResult:
     ratio: float  # channels_first images/s over channels_last, median of paired repeats
     ratio_q1: float
     ratio_q3: float
+    exit_code: int = 0
 
     def form(self, name: str) -> FormStats:
         for stats in self.forms:
@@ -215,7 +215,7 @@ def gpu_failure_message(text: str, mxnet: str = "MXNet") -> str | None:
 
 
 def run_bench(
-    python: str | os.PathLike[str] | None = None,
+    target: Target,
     *,
     ctx: str = "cpu",
     batch: int = DEFAULT_BATCH,
@@ -231,7 +231,6 @@ def run_bench(
             raise UsageError(f"{name} {value}: must be at least {low}")
     if warmup < 0:
         raise UsageError(f"warmup {warmup}: must be 0 or more")
-    target = resolve_python(python)
     args = [
         "--ctx",
         ctx,
@@ -244,8 +243,7 @@ def run_bench(
         "--size",
         str(size),
     ]
-    proc = run_script(
-        target,
+    proc = target.run_script(
         SCRIPT,
         args,
         timeout=TIMEOUT_S,
@@ -267,8 +265,8 @@ def run_bench(
                 f"--batch {batch}: the benchmark was killed (SIGKILL), most likely by the "
                 "system's out-of-memory killer; try a smaller --batch"
             )
-        raise KmxError(f"the benchmark crashed in {target} ({failure_tail(proc)})")
-    return result_from_report(target, report)
+        raise KmxError(f"the benchmark crashed in {target.python} ({failure_tail(proc)})")
+    return result_from_report(target.python, report)
 
 
 def _last_json(stdout: str) -> dict[str, Any] | None:

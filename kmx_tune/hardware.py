@@ -109,13 +109,12 @@ class HardwareProfile:
     gpus: tuple[GpuInfo, ...]
     gpu_reason: str | None  # why no GPU was found ("no NVIDIA driver: libnvidia-ml.so.1 ...")
     source: str  # "probed", "cached" (CPU facts from the cache), or "file: PATH"
+    file: str | None = None  # the --hardware FILE this profile was read from
 
     @property
     def origin(self) -> str:
         """How advice cites these facts: "detected", or "profile FILE" for --hardware."""
-        if self.source.startswith("file: "):
-            return f"profile {self.source[6:]}"
-        return "detected"
+        return "detected" if self.file is None else f"profile {self.file}"
 
     @property
     def gpu_summary(self) -> str:
@@ -161,7 +160,7 @@ class HardwareProfile:
         }
 
     @classmethod
-    def from_json(cls, data: Any, source: str = "file") -> HardwareProfile:
+    def from_json(cls, data: Any, file: str | None = None) -> HardwareProfile:
         """Read a profile written by ``kmx-tune probe --json``. Raises UsageError
         naming the first field that is missing or wrong."""
         if not isinstance(data, Mapping):
@@ -227,7 +226,8 @@ class HardwareProfile:
             nvidia=nvidia,
             gpus=tuple(gpus),
             gpu_reason=None if gpus else str(reason),
-            source=source,
+            source="file" if file is None else f"file: {file}",
+            file=file,
         )
 
 
@@ -654,7 +654,7 @@ def load_profile(path: str | os.PathLike[str]) -> HardwareProfile:
             f"--hardware {where}: not JSON ({exc}); write it with `kmx-tune probe --json`"
         ) from None
     try:
-        return HardwareProfile.from_json(data, source=f"file: {where}")
+        return HardwareProfile.from_json(data, file=where)
     except UsageError as exc:
         raise UsageError(f"--hardware {where}: {exc}") from None
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kmx_tune.errors import KmxError, TargetError, UsageError
-from kmx_tune.target import IN_TARGET_DIR, resolve_python
+from kmx_tune.target import IN_TARGET_DIR, Target
 
 RUNNER = IN_TARGET_DIR / "kmx_profile_runner.py"
 MXNET_MISSING = 3  # the runner's exit status when mxnet cannot be imported
@@ -95,6 +95,12 @@ class ProfileResult:
     trace: str | None  # Chrome trace file, when the profiler wrote one
     collected: bool  # False when the run left no statistics (killed, os._exit, ...)
     env: Mapping[str, str]  # what kmx-tune set in the script's environment
+    top_n: int | None = None  # how many operators to show; None: all
+
+    @property
+    def exit_code(self) -> int:
+        """The script's own exit status: kmx-tune profile exits as the script did."""
+        return self.exit_status
 
     @property
     def transpose_share(self) -> float:
@@ -122,8 +128,8 @@ class ProfileResult:
     def top(self, n: int) -> tuple[OperatorStat, ...]:
         return self.operators[: max(n, 0)]
 
-    def to_json(self, top: int | None = None) -> dict[str, Any]:
-        ops = self.operators if top is None else self.top(top)
+    def to_json(self) -> dict[str, Any]:
+        ops = self.operators if self.top_n is None else self.top(self.top_n)
         return {
             "schema": "kmx-tune/profile/1",
             "script": self.script,
@@ -234,7 +240,7 @@ def profile_script(
     script: str | os.PathLike[str],
     args: Sequence[str] = (),
     *,
-    python: str | os.PathLike[str] | None = None,
+    target: Target,
     out: str | os.PathLike[str] | None = None,
     script_stdout_to_stderr: bool = False,
 ) -> ProfileResult:
@@ -247,7 +253,6 @@ def profile_script(
     if not script_path.is_file():
         what = "is a folder" if script_path.is_dir() else "no such file"
         raise UsageError(f"{script}: {what}; give the path of the Python script to profile")
-    target = resolve_python(python)
     trace = Path(out).expanduser() if out is not None else default_trace_path(script_path)
     trace = trace.absolute()
     if trace.is_dir():
@@ -265,7 +270,7 @@ def profile_script(
     with tempfile.TemporaryDirectory(prefix="kmx-profile-") as tmp:
         stats = Path(tmp) / "stats.json"
         cmd = [
-            target,
+            target.python,
             str(RUNNER),
             "--out",
             str(trace),
@@ -281,7 +286,7 @@ def profile_script(
             proc = subprocess.Popen(cmd, env=env, stdout=stdout)
         except OSError as exc:
             raise TargetError(
-                f"{target}: cannot run it ({exc.strerror or exc}); give the path of a "
+                f"{target.python}: cannot run it ({exc.strerror or exc}); give the path of a "
                 "Python 3.6+ interpreter with --python"
             ) from None
         try:
@@ -293,9 +298,9 @@ def profile_script(
 
     if status == MXNET_MISSING and report is not None and report.get("mxnet_error"):
         raise KmxError(
-            f"mxnet cannot be imported in {target} ({report['mxnet_error']}); install it with "
-            f"`kmx-tune install-mxnet --python {target}` and check the set-up with "
-            f"`kmx-tune doctor --python {target}`"
+            f"mxnet cannot be imported in {target.python} ({report['mxnet_error']}); install it "
+            f"with `kmx-tune install-mxnet --python {target.python}` and check the set-up with "
+            f"`kmx-tune doctor --python {target.python}`"
         )
     if status < 0:  # killed by a signal: report it the way a shell does
         status = 128 - status
@@ -303,7 +308,7 @@ def profile_script(
         report,
         script=os.fspath(script),
         args=args,
-        python=target,
+        python=target.python,
         exit_status=status,
         env=BULK_EXEC_OFF,
     )

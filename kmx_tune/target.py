@@ -1,50 +1,33 @@
-"""Facts about the Python environment being tuned.
+"""The Python environment being tuned: one :class:`Target` object, used by every
+command that takes ``--python``: its interpreter, its facts and its pip.
 
 The target may be a different, older interpreter than the one running kmx-tune
 (``--python PATH``), so nothing here imports from it: a stdlib-only script from
-``kmx_tune/_in_target/`` runs inside it and reports back as JSON.
+``kmx_tune/_in_target/`` runs inside it and reports back as JSON. Tests describe a
+target with :class:`RecordedTarget` (facts as the script reports them), which runs
+nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kmx_tune.dists import Distribution, is_mxnet_distribution, normalize
 from kmx_tune.errors import KmxError, TargetError
+from kmx_tune.install.pip import PipRun, pip_list, run_pip
+
+if TYPE_CHECKING:
+    from typing import IO
 
 IN_TARGET_DIR = Path(__file__).parent / "_in_target"
-
-# Every MXNet flavor installs the same top-level `mxnet` module.
-_MXNET_DIST = re.compile(r"^mxnet(-(mkl|native|cu\d+(mkl)?))?$")
-
-
-def normalize(name: str) -> str:
-    """PEP 503 normalized distribution name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def is_mxnet_distribution(name: str) -> bool:
-    """True for mxnet, mxnet-mkl, mxnet-native, mxnet-cu117, mxnet-cu90mkl, ..."""
-    return bool(_MXNET_DIST.match(normalize(name)))
-
-
-@dataclass(frozen=True)
-class Distribution:
-    name: str
-    version: str
-    location: str = ""
-
-    @property
-    def requirement(self) -> str:
-        return f"{self.name}=={self.version}"
 
 
 @dataclass(frozen=True)
@@ -229,17 +212,92 @@ def run_in_target(
     return data
 
 
-def inspect_target(
-    python: str | os.PathLike[str] | None = None,
-    *,
-    deep: bool = False,
-    env: Mapping[str, str] | None = None,
-) -> TargetInfo:
-    """Facts about the target interpreter. ``deep`` imports mxnet and keras there.
-    *env*: the target's environment (default: this process's)."""
-    resolved = resolve_python(python)
-    raw = run_in_target(resolved, "kmx_env_facts.py", ["--deep"] if deep else [], env=env)
-    return facts_from_json(resolved, raw)
+class Target:
+    """The Python environment a command works on: its interpreter, what it has
+    installed (:meth:`facts`, read by a script run inside it), and its pip."""
+
+    def __init__(self, python: str, *, chosen_by: str = "--python") -> None:
+        self.python = python  # the interpreter, as a path that runs it
+        self.chosen_by = chosen_by  # why this one: "--python", ...
+        self._facts: dict[bool, TargetInfo] = {}
+
+    @classmethod
+    def find(cls, python: str | os.PathLike[str] | None) -> Target:
+        """The target a command means: *python* when given (a path, a venv folder or a
+        name on PATH), else the interpreter running kmx-tune. Raises TargetError with
+        what to do when it is unusable."""
+        if python is None:
+            return cls(sys.executable, chosen_by="the Python running kmx-tune")
+        return cls(resolve_python(python))
+
+    def facts(self, *, deep: bool = False, env: Mapping[str, str] | None = None) -> TargetInfo:
+        """What the target has installed; *deep* also imports mxnet and keras there.
+        *env*: the environment to run it with (default: this process's). Read once."""
+        if deep not in self._facts or env is not None:
+            raw = self.run_json("kmx_env_facts.py", ["--deep"] if deep else [], env=env)
+            self._facts[deep] = facts_from_json(self.python, raw)
+        return self._facts[deep]
+
+    def run_script(
+        self,
+        script: str,
+        args: Sequence[str] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 120,
+        timeout_message: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``kmx_tune/_in_target/<script>`` in the target (see :func:`run_script`)."""
+        return run_script(
+            self.python, script, args, env=env, timeout=timeout, timeout_message=timeout_message
+        )
+
+    def run_json(
+        self,
+        script: str,
+        args: Sequence[str] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 120,
+    ) -> dict[str, Any]:
+        """Run an in-target script and return the JSON object it prints."""
+        return run_in_target(self.python, script, args, env=env, timeout=timeout)
+
+    def pip(self, args: Sequence[str], out: IO[str] | None = None) -> PipRun:
+        """Run the target's own pip (``PY -m pip ARGS``)."""
+        return run_pip(self.python, args, out)
+
+    def pip_list(self) -> dict[str, Distribution]:
+        """What the target's pip lists as installed, by normalized name."""
+        return pip_list(self.python)
+
+
+class RecordedTarget(Target):
+    """A target known from recorded facts (as ``kmx_env_facts.py`` reports them): the
+    seam for tests. It answers :meth:`facts` from the record and runs nothing."""
+
+    def __init__(self, info: TargetInfo, *, chosen_by: str = "--python") -> None:
+        super().__init__(info.python, chosen_by=chosen_by)
+        self._facts = {False: info, True: info}
+
+    @classmethod
+    def from_report(cls, python: str, raw: Mapping[str, Any]) -> RecordedTarget:
+        return cls(facts_from_json(python, raw))
+
+    def facts(self, *, deep: bool = False, env: Mapping[str, str] | None = None) -> TargetInfo:
+        return self._facts[deep]
+
+    def run_script(self, *args: Any, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        raise TargetError(f"{self.python}: only recorded facts are known; nothing runs there")
+
+    def run_json(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise TargetError(f"{self.python}: only recorded facts are known; nothing runs there")
+
+    def pip(self, args: Sequence[str], out: IO[str] | None = None) -> PipRun:
+        raise TargetError(f"{self.python}: only recorded facts are known; pip cannot run there")
+
+    def pip_list(self) -> dict[str, Distribution]:
+        return dict(self.facts().distributions)
 
 
 def facts_from_json(python: str, raw: Mapping[str, Any]) -> TargetInfo:

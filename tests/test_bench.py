@@ -15,6 +15,7 @@ import pytest
 
 from kmx_tune.bench import result_from_report, run_bench
 from kmx_tune.errors import KmxError
+from kmx_tune.target import Target
 
 
 def _report(first: list[float], last: list[float], batch: int = 8) -> dict[str, Any]:
@@ -99,7 +100,7 @@ def aborting_python(tmp_path: Path) -> Path:
 
 def test_an_aborted_gpu_run_is_explained_not_crashed(aborting_python: Path) -> None:
     with pytest.raises(KmxError, match="no kernels for this GPU's architecture"):
-        run_bench(aborting_python, ctx="gpu")
+        run_bench(Target(str(aborting_python)), ctx="gpu")
     proc = kmx("bench", "--python", str(aborting_python), "--ctx", "gpu")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr

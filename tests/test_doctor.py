@@ -4,6 +4,7 @@ real keras.json files in a temporary home folder."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ import pytest
 from kmx_tune import keras_config
 from kmx_tune.doctor import SCHEMA, Finding, Report, diagnose
 from kmx_tune.hardware import HardwareProfile, load_profile
-from kmx_tune.target import TargetInfo, facts_from_json
+from kmx_tune.target import RecordedTarget, TargetInfo
 from tests.hwfakes import profile_path
 
 KERAS_JSON = Path(__file__).parent / "fixtures" / "keras-json"
@@ -52,11 +53,13 @@ def target(
         "keras": {"module_path": keras[0], "has_mxnet_backend": keras[1]},
         "deep": deep,
     }
-    return facts_from_json(PY, raw)
+    return RecordedTarget.from_report(PY, raw).facts()
 
 
-def hw(name: str) -> HardwareProfile:
-    return load_profile(profile_path(name))
+def hw(name: str, *, from_file: bool = False) -> HardwareProfile:
+    """A profile as if probed on that machine, or as read with --hardware FILE."""
+    profile = load_profile(profile_path(name))
+    return profile if from_file else dataclasses.replace(profile, file=None, source="probed")
 
 
 def run(
@@ -64,13 +67,14 @@ def run(
     hardware: str = NO_GPU,
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
-    hardware_file: str | None = None,
+    from_file: bool = False,
+    strict: bool = False,
 ) -> Report:
     env = dict(env or {})
     if home is not None:
         env.setdefault("HOME", str(home))
     state = keras_config.read(env=env)
-    return diagnose(t, hw(hardware), env=env, keras_json=state, hardware_file=hardware_file)
+    return diagnose(t, hw(hardware, from_file=from_file), env=env, keras_json=state, strict=strict)
 
 
 def find(report: Report, id_: str) -> Finding:
@@ -91,7 +95,7 @@ def test_no_mxnet_fails_with_the_install_command(tmp_path: Path) -> None:
     f = find(run(target(), home=tmp_path), "mxnet")
     assert f.status == "fail" and f.title == "MXNet is not installed"
     assert f.fix == f"kmx-tune install-mxnet --python {PY}"
-    assert "recommended: mxnet 1.9.1 because no NVIDIA GPU found (profile " in f.detail
+    assert "recommended: mxnet 1.9.1 because no NVIDIA GPU found (detected: " in f.detail
 
 
 def test_two_flavors_at_once(tmp_path: Path) -> None:
@@ -105,7 +109,7 @@ def test_two_flavors_at_once(tmp_path: Path) -> None:
 
 def test_cpu_build_on_a_gpu_box(tmp_path: Path) -> None:
     file = str(profile_path(RTX_NEW))
-    f = find(run(target(MX, NP_OK), RTX_NEW, home=tmp_path, hardware_file=file), "mxnet")
+    f = find(run(target(MX, NP_OK), RTX_NEW, home=tmp_path, from_file=True), "mxnet")
     assert f.status == "warn" and "CPU build" in f.title
     assert "recommended: mxnet-cu117 1.9.1" in f.detail
     assert "driver 535.104.05 (CUDA 12.2), compute capability 8.6" in f.detail
@@ -163,7 +167,7 @@ def test_numpy_124_fails_with_the_exact_fix(tmp_path: Path) -> None:
     assert "numpy 1.24.4 breaks mxnet 1.9.1" in f.title
     assert "module 'numpy' has no attribute 'bool'" in f.detail
     assert f.fix == f"{PY} -m pip install 'numpy<1.24'"
-    assert report.exit_code() == 1
+    assert report.exit_code == 1
 
 
 def test_numpy_2_fails_too(tmp_path: Path) -> None:
@@ -328,7 +332,7 @@ def test_keras_home_is_where_doctor_looks(tmp_path: Path) -> None:
 
 
 def test_omp_threads_unset_uses_physical_cores_of_the_profile(tmp_path: Path) -> None:
-    f = find(run(target(MX, NP_OK), H100, home=tmp_path), "env.OMP_NUM_THREADS")
+    f = find(run(target(MX, NP_OK), H100, home=tmp_path, from_file=True), "env.OMP_NUM_THREADS")
     assert f.status == "warn" and f.fix == "export OMP_NUM_THREADS=16"
     assert "16 physical cores" in f.detail and "profile " in f.detail
 
@@ -433,15 +437,15 @@ def _healthy(tmp_path: Path) -> Report:
 def test_a_healthy_setup_has_no_problems(tmp_path: Path) -> None:
     report = _healthy(tmp_path)
     assert [f.id for f in report.findings if f.status != "ok"] == []
-    assert report.exit_code() == 0 and report.exit_code(strict=True) == 0
+    assert report.exit_code == 0 and dataclasses.replace(report, strict=True).exit_code == 0
 
 
 def test_exit_codes_from_the_findings(tmp_path: Path) -> None:
     warned = run(target(MX, NP_OK), home=tmp_path)  # keras missing etc.: warnings only
     assert warned.count("warn") and not warned.count("fail")
-    assert warned.exit_code() == 0
-    assert warned.exit_code(strict=True) == 1
-    assert run(target(), home=tmp_path).exit_code() == 1
+    assert warned.exit_code == 0
+    assert dataclasses.replace(warned, strict=True).exit_code == 1
+    assert run(target(), home=tmp_path).exit_code == 1
 
 
 def test_every_problem_has_a_fix_and_a_source(tmp_path: Path) -> None:
@@ -453,8 +457,8 @@ def test_every_problem_has_a_fix_and_a_source(tmp_path: Path) -> None:
 
 
 def test_json_report(tmp_path: Path) -> None:
-    report = run(target(MX, ("numpy", "1.24.4")), home=tmp_path)
-    data = report.to_json(strict=True)
+    report = run(target(MX, ("numpy", "1.24.4")), home=tmp_path, strict=True)
+    data = report.to_json()
     assert data["schema"] == SCHEMA == "kmx-tune/doctor/1"
     assert data["exit_code"] == 1 and data["strict"] is True
     numpy = next(f for f in data["findings"] if f["id"] == "numpy")

@@ -305,7 +305,7 @@ def test_profile_json_has_the_documented_fields(tmp_path: Path) -> None:
 def test_profiles_round_trip(name: str) -> None:
     hw = load_profile(profile_path(name))
     assert hw.source == f"file: {profile_path(name)}"
-    assert HardwareProfile.from_json(hw.to_json(), source=hw.source) == hw
+    assert HardwareProfile.from_json(hw.to_json(), file=hw.file) == hw
 
 
 def test_get_hardware_prefers_the_file() -> None:

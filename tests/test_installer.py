@@ -7,16 +7,12 @@ from typing import Any
 
 import pytest
 
-from kmx_tune.installer import (
-    InstallPlan,
-    PipOptions,
-    PipRun,
-    diff,
-    expects_mkldnn,
-    judge,
-    make_plan,
-)
-from kmx_tune.target import Distribution, KerasFacts, TargetInfo
+from kmx_tune.dists import Distribution
+from kmx_tune.install.pip import PipOptions, PipRun
+from kmx_tune.install.plan import InstallPlan, expects_mkldnn, make_plan
+from kmx_tune.install.transaction import diff
+from kmx_tune.install.verify import judge
+from kmx_tune.target import KerasFacts, TargetInfo
 
 SITE = "/venv/lib/python3.11/site-packages"
 
@@ -197,9 +193,9 @@ def test_when_mkldnn_is_expected(mkl: bool, onednn: bool, version: str, expected
 
 def test_verify_script_reports_a_missing_mxnet_as_json(tmp_path: Any) -> None:
     """The in-target script runs in this interpreter (no mxnet here) and still answers."""
-    from kmx_tune.target import run_in_target
+    from kmx_tune.target import Target
 
-    report = run_in_target(sys.executable, "kmx_verify_mxnet.py")
+    report = Target(sys.executable).run_json("kmx_verify_mxnet.py")
     assert report["import_error"].startswith(("ModuleNotFoundError", "ImportError"))
     assert report["mxnet_version"] is None
 

@@ -10,15 +10,11 @@ from pathlib import Path
 import pytest
 
 from kmx_tune.hardware import load_profile
-from kmx_tune.installer import (
-    InstallPlan,
-    NotServedError,
-    PipOptions,
-    check_available,
-    execute,
-    plan_install,
-)
-from kmx_tune.target import inspect_target
+from kmx_tune.install.availability import check_available
+from kmx_tune.install.pip import NotServedError, PipOptions
+from kmx_tune.install.plan import InstallPlan, plan_install
+from kmx_tune.install.transaction import execute
+from kmx_tune.target import Target
 from tests.conftest import HARDWARE
 from tests.venvs import make_venv, pip_freeze, pip_install
 
@@ -30,7 +26,7 @@ NATIVE = ["mxnet-native==1.8.0.post0", "numpy==1.23.5"]
 
 def plan_191(python: Path) -> InstallPlan:
     """The advisor's plan for the captured no-GPU machine: mxnet 1.9.1, numpy<1.24."""
-    plan = plan_install(inspect_target(python), load_profile(EPYC))
+    plan = plan_install(Target.find(python).facts(), load_profile(EPYC))
     assert plan.requirements == ("mxnet==1.9.1", "numpy<1.24")
     return plan
 

@@ -3,6 +3,7 @@ MXNet 1.9.1's profiler through the real command line."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -129,7 +130,7 @@ def test_a_profile_without_transposes_says_there_is_nothing_to_gain() -> None:
 
 def test_json_rendering_carries_the_same_numbers() -> None:
     result = _result()
-    data = result.to_json(top=2)
+    data = dataclasses.replace(result, top_n=2).to_json()
     assert [op["name"] for op in data["operators"]] == ["SwapAxis", "_backward_SwapAxis"]
     assert data["operators_total"] == 6
     assert data["transpose"]["share"] == pytest.approx(result.transpose_share)

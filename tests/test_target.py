@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from kmx_tune.dists import is_mxnet_distribution
 from kmx_tune.errors import KmxError, TargetError
-from kmx_tune.target import inspect_target, is_mxnet_distribution, resolve_python, run_in_target
+from kmx_tune.target import Target, resolve_python
 from tests.venvs import make_venv
 
 
@@ -28,7 +29,7 @@ def test_other_packages_are_not_mxnet_flavors(name: str) -> None:
 
 
 def test_current_interpreter_is_the_default() -> None:
-    info = inspect_target()
+    info = Target.find(None).facts()
     assert info.python == sys.executable
     assert info.version == tuple(sys.version_info[:3])
     assert info.dist("click") is not None  # kmx-tune's own dependency is seen
@@ -45,7 +46,7 @@ def test_a_file_that_is_not_python_is_refused(tmp_path: Path) -> None:
     fake.write_text("#!/bin/sh\necho hello\n")
     fake.chmod(0o755)
     with pytest.raises(TargetError, match="does not work as a Python"):
-        inspect_target(fake)
+        Target.find(fake).facts()
 
 
 def test_a_venv_folder_resolves_to_its_python(tmp_path: Path) -> None:
@@ -55,7 +56,7 @@ def test_a_venv_folder_resolves_to_its_python(tmp_path: Path) -> None:
 
 @pytest.mark.venv
 def test_reads_mxnet_and_numpy_without_importing_them(mxnet_venv: Path) -> None:
-    info = inspect_target(mxnet_venv)
+    info = Target.find(mxnet_venv).facts()
     assert [(d.name, d.version) for d in info.mxnet_distributions] == [("mxnet", "1.9.1")]
     assert info.numpy_version == "1.23.5"
     assert info.in_venv
@@ -65,7 +66,7 @@ def test_reads_mxnet_and_numpy_without_importing_them(mxnet_venv: Path) -> None:
 
 @pytest.mark.venv
 def test_deep_mode_imports_mxnet_and_reads_its_features(mxnet_venv: Path) -> None:
-    info = inspect_target(mxnet_venv, deep=True)
+    info = Target.find(mxnet_venv).facts(deep=True)
     assert info.runtime is not None
     assert info.runtime.mxnet_import_error is None
     assert info.runtime.mxnet_version == "1.9.1"
@@ -80,7 +81,7 @@ def test_a_hanging_interpreter_times_out_with_one_line(tmp_path: Path) -> None:
     slow.write_text("#!/bin/sh\nsleep 30\n")
     slow.chmod(0o755)
     with pytest.raises(KmxError, match="gave no answer within 1 s"):
-        run_in_target(str(slow), "kmx_env_facts.py", timeout=1)
+        Target(str(slow)).run_json("kmx_env_facts.py", timeout=1)
 
 
 def test_a_bare_name_in_the_current_folder_is_that_file_not_one_on_path(
@@ -91,10 +92,10 @@ def test_a_bare_name_in_the_current_folder_is_that_file_not_one_on_path(
     venv = tmp_path / "v"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     monkeypatch.chdir(venv / "bin")
-    info = inspect_target("python")
+    info = Target.find("python").facts()
     assert Path(info.prefix) == venv
     monkeypatch.chdir(tmp_path)
-    assert Path(inspect_target("v").prefix) == venv  # a venv folder named bare
+    assert Path(Target.find("v").facts().prefix) == venv  # a venv folder named bare
 
 
 def test_a_script_in_the_current_folder_is_run_not_looked_up(
@@ -105,7 +106,7 @@ def test_a_script_in_the_current_folder_is_run_not_looked_up(
     script.chmod(0o755)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(TargetError) as info:
-        inspect_target("notpython")
+        Target.find("notpython").facts()
     assert "No such file" not in str(info.value)
     assert "printed no report" in str(info.value)
 
@@ -132,7 +133,7 @@ PYTHON2 = _python2()
 @pytest.mark.skipif(PYTHON2 is None, reason="needs a Python 2 interpreter")
 def test_python_2_is_named_as_too_old() -> None:
     with pytest.raises(TargetError) as info:
-        inspect_target(PYTHON2)
+        Target.find(PYTHON2).facts()
     message = str(info.value)
     assert "is Python 2.7" in message and "3.6 or newer" in message
     assert "TypeError" not in message

@@ -6,17 +6,14 @@ from typing import TYPE_CHECKING
 
 import click
 
+from kmx_tune.options import json_option, python_option
+
 if TYPE_CHECKING:
     from kmx_tune.bench import BenchResult
 
 
 @click.command()
-@click.option(
-    "--python",
-    "python",
-    metavar="PATH",
-    help="Interpreter (or venv folder) whose MXNet to measure. Default: this one.",
-)
+@python_option
 @click.option(
     "--ctx",
     type=click.Choice(["cpu", "gpu"]),
@@ -40,7 +37,7 @@ if TYPE_CHECKING:
     metavar="N",
     help="Timed steps per form, after 3 warm-up steps.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 def bench(python: str | None, ctx: str, batch: int, repeats: int, as_json: bool) -> None:
     """Time a small convolution stack (3 conv 3x3 + ReLU layers, 32x32x3 images,
     forward and backward) with the MXNet installed in the target, in two forms:
@@ -55,16 +52,13 @@ def bench(python: str | None, ctx: str, batch: int, repeats: int, as_json: bool)
       kmx-tune bench --ctx gpu --json
     """
     from kmx_tune.bench import run_bench
+    from kmx_tune.render import finish
+    from kmx_tune.target import Target
 
+    target = Target.find(python)
     if not as_json:
         click.echo("Measuring (a few seconds per form)...", err=True)
-    result = run_bench(python, ctx=ctx, batch=batch, repeats=repeats)
-    if as_json:
-        from kmx_tune.render import emit_json
-
-        emit_json(result.to_json())
-    else:
-        render_text(result)
+    finish(run_bench(target, ctx=ctx, batch=batch, repeats=repeats), as_json, render_text)
 
 
 def render_text(result: BenchResult) -> None:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from kmx_tune.options import hardware_option, json_option, python_option
+
 if TYPE_CHECKING:
     from kmx_tune.doctor import Report
 
@@ -17,21 +19,9 @@ _SYMBOLS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "re
 
 
 @click.command("doctor")
-@click.option(
-    "--python",
-    "python",
-    metavar="PATH",
-    help="The Python to check (a path, a venv folder, or a name on PATH). "
-    "Default: the one running kmx-tune.",
-)
-@click.option(
-    "--hardware",
-    "hardware_file",
-    # a folder is refused by load_profile, in its own words
-    type=click.Path(),
-    help="Use a profile from `kmx-tune probe --json` instead of probing this machine.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@python_option
+@hardware_option
+@json_option
 @click.option(
     "--deep",
     is_flag=True,
@@ -55,47 +45,38 @@ def doctor(
       kmx-tune doctor --hardware gpu-box.json --json   # advice for another box
     """
     from kmx_tune.doctor import run_doctor
-    from kmx_tune.render import emit_json
+    from kmx_tune.render import finish
+    from kmx_tune.target import Target
 
-    report = run_doctor(python, hardware_file, deep=deep)
-    if as_json:
-        emit_json(report.to_json(strict))
-    else:
-        render_report(report, strict)
-    code = report.exit_code(strict)
-    if code:
-        raise click.exceptions.Exit(code)
+    report = run_doctor(Target.find(python), hardware_file, deep=deep, strict=strict)
+    finish(report, as_json, render_report)
 
 
-def render_report(report: Report, strict: bool) -> None:
-    from rich.markup import escape
-
-    from kmx_tune.render import console
+def render_report(report: Report) -> None:
+    from kmx_tune.render import console, plain
 
     out = console()
     target, hw, rec = report.target, report.hardware, report.recommendation
-    out.print(
-        f"[bold]kmx-tune doctor[/bold]: {escape(target.python)} (Python {target.version_str})"
-    )
+    out.print(f"[bold]kmx-tune doctor[/bold]: {plain(target.python)} (Python {target.version_str})")
     gpu = hw.gpu_summary
-    out.print(escape(f"hardware ({hw.source}): {hw.cpu.brand}; {gpu}"))
-    out.print(escape(f"recommended MXNet: {' '.join(rec.requirements)}"))
+    out.print(plain(f"hardware ({hw.source}): {hw.cpu.brand}; {gpu}"))
+    out.print(plain(f"recommended MXNet: {' '.join(rec.requirements)}"))
     out.print()
     for finding in report.findings:
         symbol, colour = _SYMBOLS[finding.status]
         out.print(
-            f"[{colour}]{symbol}[/{colour}] [bold]{escape(finding.id)}[/bold]: "
-            f"{escape(finding.title)}"
+            f"[{colour}]{symbol}[/{colour}] [bold]{plain(finding.id)}[/bold]: "
+            f"{plain(finding.title)}"
         )
         if finding.status != "ok" or finding.detail:
             for line in finding.detail.splitlines():
-                out.print(f"    [dim]{escape(line)}[/dim]")
+                out.print(f"    [dim]{plain(line)}[/dim]")
         if finding.fix:
-            out.print(f"    fix: [bold]{escape(finding.fix)}[/bold]")
+            out.print(f"    fix: [bold]{plain(finding.fix)}[/bold]")
     out.print()
     fails, warns, oks = report.count("fail"), report.count("warn"), report.count("ok")
     summary = f"{fails} failed, {warns} warning{'s' if warns != 1 else ''}, {oks} ok"
-    if strict and warns:
+    if report.strict and warns:
         summary += " (--strict: warnings fail)"
-    colour = "red" if report.exit_code(strict) else "green"
+    colour = "red" if report.exit_code else "green"
     out.print(f"[{colour}]{summary}[/{colour}]")

@@ -7,17 +7,17 @@ from typing import TYPE_CHECKING
 
 import click
 
+from kmx_tune.options import dry_run_option, hardware_option, json_option, python_option
+
 if TYPE_CHECKING:
-    from kmx_tune.installer import InstallPlan, InstallResult
+    from rich.console import Console
+
+    from kmx_tune.install.plan import InstallPlan
+    from kmx_tune.install.transaction import InstallResult
 
 
 @click.command("install-mxnet")
-@click.option(
-    "--python",
-    "python",
-    metavar="PATH",
-    help="The Python to install into (an interpreter or a venv folder). Default: this one.",
-)
+@python_option
 @click.option(
     "--flavor", metavar="NAME", help="Install this package instead of the advice, e.g. mxnet-cu117."
 )
@@ -25,18 +25,10 @@ if TYPE_CHECKING:
     "--version", "version", metavar="V", help="Install this release instead of the newest."
 )
 @click.option("--cpu", is_flag=True, help="Pick a CPU flavor even when there is a usable GPU.")
-@click.option(
-    "--hardware",
-    # a folder is refused by load_profile, in its own words
-    type=click.Path(),
-    metavar="FILE",
-    help="Plan for the machine in this `kmx-tune probe` JSON instead of this one.",
-)
-@click.option(
-    "--dry-run", is_flag=True, help="Show the plan and check it with pip; change nothing."
-)
+@hardware_option
+@dry_run_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before changing the environment.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan or the result as JSON.")
+@json_option
 @click.option("--index-url", metavar="URL", help="Passed to pip.")
 @click.option("--extra-index-url", metavar="URL", multiple=True, help="Passed to pip.")
 @click.option(
@@ -48,7 +40,7 @@ def install_mxnet(
     flavor: str | None,
     version: str | None,
     cpu: bool,
-    hardware: str | None,
+    hardware_file: str | None,
     dry_run: bool,
     yes: bool,
     as_json: bool,
@@ -67,7 +59,8 @@ def install_mxnet(
     what was installed before is put back. Your pip configuration (index, proxy,
     certificates) applies; the index options are passed through to pip.
 
-    Exit status: 0 installed (or a dry run), 1 failed and rolled back, 2 bad input.
+    Exit status: 0 installed (or a dry run), 1 failed and rolled back (or the
+    question was answered no), 2 bad input.
 
     \b
     Example:
@@ -76,82 +69,80 @@ def install_mxnet(
       kmx-tune install-mxnet --flavor mxnet-native --version 1.8.0.post0
       kmx-tune install-mxnet --no-index --find-links ~/wheels --yes
     """
-    from kmx_tune import installer
     from kmx_tune.errors import UsageError
     from kmx_tune.hardware import get_hardware
-    from kmx_tune.render import console, emit_json
-    from kmx_tune.target import inspect_target
+    from kmx_tune.install.pip import PipOptions
+    from kmx_tune.install.workflow import PlanResult, Request, install_mxnet
+    from kmx_tune.render import console, finish, plain
+    from kmx_tune.target import Target
 
-    target = inspect_target(python)
-    if not target.has_pip:
-        raise UsageError(
-            f"--python {target.python}: has no pip; add it with `{target.python} -m ensurepip` "
-            "and run this again"
-        )
-    plan = installer.plan_install(
-        target, get_hardware(hardware), flavor=flavor, version=version, cpu_only=cpu
-    )
-    pip = installer.PipOptions(index_url, extra_index_url, find_links, no_index)
     out = console()
     err = console(stderr=True)
-    installer.check_available(plan, pip)
 
-    if dry_run:
-        if as_json:
-            emit_json({"schema": "kmx-tune/install-plan/1", "dry_run": True, **plan.to_json()})
-        else:
+    def confirm(plan: InstallPlan) -> bool:
+        if not as_json:
             _show_plan(out, plan)
-            out.print("Dry run: nothing changed.")
-        return
-    if not as_json:
-        _show_plan(out, plan)
-    if not (yes or sys.stdin.isatty()):
-        raise UsageError(
-            "nothing changed: add --yes to install without a question "
-            "(or --dry-run to see the plan)"
-        )
-    if not yes and not click.confirm("Go ahead?", default=False, err=True):
-        err.print("Nothing changed.")
-        click.get_current_context().exit(1)
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "nothing changed: add --yes to install without a question "
+                "(or --dry-run to see the plan)"
+            )
+        return click.confirm("Go ahead?", default=False, err=True)
 
     def log(line: str) -> None:
-        err.print(f"[bold]>[/] {line}", markup=True)
+        err.print(f"[bold]>[/] {plain(line)}")
 
-    result = installer.execute(plan, pip, out=None if as_json else sys.stderr, log=log)
-    if as_json:
-        emit_json({"schema": "kmx-tune/install-result/1", **result.to_json()})
-    else:
-        _show_result(out, result)
-    if result.exit_code:
-        click.get_current_context().exit(result.exit_code)
+    result = install_mxnet(
+        Target.find(python),
+        get_hardware(hardware_file),
+        Request(flavor, version, cpu),
+        PipOptions(index_url, extra_index_url, find_links, no_index),
+        dry_run=dry_run,
+        confirm=confirm,
+        out=None if as_json else sys.stderr,
+        log=log,
+    )
+    if isinstance(result, PlanResult):
+        finish(result, as_json, lambda r: _show_dry_run(out, r.plan))
+    finish(result, as_json, lambda r: _show_result(out, err, r))
+
+
+def _show_dry_run(out: Console, plan: InstallPlan) -> None:
+    _show_plan(out, plan)
+    out.print("Dry run: nothing changed.")
 
 
 def _show_plan(out: Console, plan: InstallPlan) -> None:
-    from rich.markup import escape
+    from kmx_tune.render import plain
 
     out.print(
-        f"Plan for {escape(plan.python)} (Python {plan.python_version}, {plan.platform})",
+        f"Plan for {plain(plan.python)} (Python {plan.python_version}, {plan.platform})",
         style="bold",
     )
     if plan.uninstall:
         gone = ", ".join(f"{d.name} {d.version}" for d in plan.uninstall)
-        out.print(f"  uninstall  {escape(gone)}  (all flavors write the same mxnet module)")
-    out.print(f"  install    {escape(' '.join(plan.requirements))}")
+        out.print(f"  uninstall  {plain(gone)}  (all flavors write the same mxnet module)")
+    out.print(f"  install    {plain(' '.join(plan.requirements))}")
     if [d.requirement for d in plan.installed] == [plan.requirement]:
-        out.print(f"  note       {escape(plan.requirement)} is there already: this checks it again")
+        out.print(f"  note       {plain(plan.requirement)} is there already: this checks it again")
     for i, reason in enumerate(plan.reasons):
-        out.print(f"  {'why' if i == 0 else '':<9}  {escape(reason)}")
+        out.print(f"  {'why' if i == 0 else '':<9}  {plain(reason)}")
     for warning in plan.warnings:
-        out.print(f"  [yellow]warning[/]    {escape(warning)}")
+        out.print(f"  [yellow]warning[/]    {plain(warning)}")
     if plan.build_from_source:
         out.print("  To use the GPU instead:")
         for line in plan.build_from_source.splitlines():
-            out.print(f"    {escape(line)}")
+            out.print(f"    {plain(line)}")
 
 
-def _show_result(out: Console, result: InstallResult) -> None:
-    from rich.markup import escape
+def _show_result(out: Console, err: Console, result: InstallResult) -> None:
+    from kmx_tune.render import plain
 
+    if result.outcome == "declined":
+        err.print("Nothing changed.")
+        return
     changes = ", ".join(c.describe() for c in result.changes) or "none"
     if result.outcome == "installed":
         v = result.verification
@@ -165,16 +156,12 @@ def _show_result(out: Console, result: InstallResult) -> None:
                 + (f", {v.num_gpus} GPU(s), gpu(0) operation ok" if result.plan.gpu else "")
                 + ", tiny operation ok"
             )
-        out.print(f"[green]Installed[/] {escape(result.plan.requirement)}{escape(facts)}")
-        out.print(f"Changes: {escape(changes)}")
+        out.print(f"[green]Installed[/] {plain(result.plan.requirement)}{plain(facts)}")
+        out.print(f"Changes: {plain(changes)}")
         return
-    out.print(f"[red]Failed[/]: {escape(result.failure or '')}")
+    out.print(f"[red]Failed[/]: {plain(result.failure or '')}")
     if result.outcome == "rolled-back":
         back = ", ".join(c.describe() for c in result.rollback_changes) or "nothing to undo"
-        out.print(f"[yellow]Rolled back[/]: the environment is as it was before ({escape(back)}).")
+        out.print(f"[yellow]Rolled back[/]: the environment is as it was before ({plain(back)}).")
     else:
-        out.print(f"[red]Rollback incomplete[/]: {escape(result.rollback_problem or '')}")
-
-
-if TYPE_CHECKING:
-    from rich.console import Console
+        out.print(f"[red]Rollback incomplete[/]: {plain(result.rollback_problem or '')}")

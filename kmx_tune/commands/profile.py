@@ -6,17 +6,14 @@ from typing import TYPE_CHECKING
 
 import click
 
+from kmx_tune.options import json_option, python_option
+
 if TYPE_CHECKING:
     from kmx_tune.profiling import ProfileResult
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option(
-    "--python",
-    "python",
-    metavar="PATH",
-    help="Interpreter (or venv folder) to run the script in. Default: this one.",
-)
+@python_option
 @click.option(
     "--out",
     metavar="FILE",
@@ -31,12 +28,10 @@ if TYPE_CHECKING:
     type=click.IntRange(min=1),
     help="How many operators to list.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 @click.argument("script", type=click.Path(dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_context
 def profile(
-    ctx: click.Context,
     python: str | None,
     out: str | None,
     top: int,
@@ -61,19 +56,20 @@ def profile(
       kmx-tune profile --python ~/venvs/keras/bin/python --top 5 train.py
       kmx-tune profile --out /tmp/trace.json --json train.py > profile-summary.json
     """
+    import dataclasses
+
     from kmx_tune.profiling import profile_script
+    from kmx_tune.render import finish
+    from kmx_tune.target import Target
 
-    result = profile_script(script, args, python=python, out=out, script_stdout_to_stderr=as_json)
-    if as_json:
-        from kmx_tune.render import emit_json
-
-        emit_json(result.to_json(top=top))
-    else:
-        render_text(result, top)
-    ctx.exit(result.exit_status)
+    result = profile_script(
+        script, args, target=Target.find(python), out=out, script_stdout_to_stderr=as_json
+    )
+    finish(dataclasses.replace(result, top_n=top), as_json, render_text)
 
 
-def render_text(result: ProfileResult, top: int) -> None:
+def render_text(result: ProfileResult) -> None:
+    top = result.top_n if result.top_n is not None else len(result.operators)
     from rich.table import Table
 
     from kmx_tune.render import console

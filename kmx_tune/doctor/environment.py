@@ -1,0 +1,187 @@
+"""Checks of the interpreter and the tuning variables in the environment."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+
+from kmx_tune.dists import Distribution
+from kmx_tune.doctor.model import OK, WARN, Context, Finding
+
+KMP_AFFINITY = "granularity=fine,compact,1,0"  # MXNet performance guide
+
+
+def check_python(ctx: Context) -> Iterator[Finding]:
+    t = ctx.target
+    where = f"detected: {t.implementation} {t.version_str} at {t.executable}" + (
+        " (a virtual environment)" if t.in_venv else ""
+    )
+    if not t.has_pip:
+        yield Finding(
+            "python",
+            WARN,
+            f"{ctx.py_str} has no pip: the fixes below need it",
+            where,
+            shlex.join([ctx.python, "-m", "ensurepip", "--upgrade"]),
+        )
+        return
+    yield Finding("python", OK, f"{ctx.py_str} with pip", where)
+
+
+def check_omp_threads(ctx: Context) -> Iterator[Finding]:
+    cpu = ctx.hw.cpu
+    cores = cpu.effective_cores
+    parts = [f"{cpu.physical_cores or '?'} physical cores, {cpu.logical_cores} logical"]
+    if cpu.usable_cores is not None and cpu.usable_cores != cpu.logical_cores:
+        parts.append(f"{cpu.usable_cores} usable")
+    if cpu.cgroup_cpu_limit:
+        parts.append(f"cgroup quota {cpu.cgroup_cpu_limit:g} CPUs")
+    detected = f"{ctx.hw.origin}: " + ", ".join(parts)
+    guide = "the MXNet performance guide: one OpenMP thread per physical core"
+    fix = f"export OMP_NUM_THREADS={cores}"
+    raw = ctx.env.get("OMP_NUM_THREADS")
+    if raw is None:
+        yield Finding(
+            "env.OMP_NUM_THREADS",
+            WARN,
+            "OMP_NUM_THREADS is not set",
+            f"{detected}; {guide}",
+            fix,
+        )
+        return
+    try:
+        threads = int(raw.split(",")[0])
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        yield Finding(
+            "env.OMP_NUM_THREADS",
+            WARN,
+            f"OMP_NUM_THREADS={raw} is not a positive number",
+            f"from the environment; {detected}",
+            fix,
+        )
+    elif threads > cores:
+        yield Finding(
+            "env.OMP_NUM_THREADS",
+            WARN,
+            f"OMP_NUM_THREADS={threads} oversubscribes the {cores} cores available",
+            f"from the environment; {detected}; {guide}",
+            fix,
+        )
+    elif threads < cores:
+        yield Finding(
+            "env.OMP_NUM_THREADS",
+            OK,
+            f"OMP_NUM_THREADS={threads}, fewer than the {cores} cores available",
+            f"from the environment; {detected}; fine when several processes share the CPU",
+        )
+    else:
+        yield Finding(
+            "env.OMP_NUM_THREADS",
+            OK,
+            f"OMP_NUM_THREADS={threads} matches the cores available",
+            f"from the environment; {detected}",
+        )
+
+
+def openmp_runtime(dist: Distribution) -> tuple[str, str] | None:
+    """("intel" | "gnu", evidence) for an installed MXNet, from the libraries in its
+    package folder (the -mkl wheels ship libiomp5); None when it cannot be told."""
+    if not dist.location:
+        return None
+    folder = Path(dist.location) / "mxnet"
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    intel = sorted(n for n in names if n.startswith("libiomp5"))
+    if intel:
+        return "intel", f"detected: {intel[0]} in {folder}"
+    if "libmxnet.so" in names:
+        return "gnu", f"detected: no libiomp5 beside libmxnet.so in {folder} (GNU OpenMP)"
+    return None
+
+
+def check_kmp_affinity(ctx: Context) -> Iterator[Finding]:
+    dists = ctx.target.mxnet_distributions
+    if len(dists) != 1:
+        return
+    runtime = openmp_runtime(dists[0])
+    if runtime is None:
+        return
+    kind, evidence = runtime
+    value = ctx.env.get("KMP_AFFINITY")
+    installed = f"{dists[0].name} {dists[0].version}"
+    if kind == "intel":
+        if value is None:
+            yield Finding(
+                "env.KMP_AFFINITY",
+                WARN,
+                f"KMP_AFFINITY is not set for {installed}, an Intel OpenMP build",
+                f"{evidence}; the MXNet performance guide: KMP_AFFINITY={KMP_AFFINITY}",
+                f"export KMP_AFFINITY={KMP_AFFINITY}",
+            )
+        else:
+            yield Finding(
+                "env.KMP_AFFINITY",
+                OK,
+                f"KMP_AFFINITY={value} (Intel OpenMP build)",
+                f"from the environment; {evidence}",
+            )
+    elif value is not None:
+        yield Finding(
+            "env.KMP_AFFINITY",
+            OK,
+            f"KMP_AFFINITY={value} has no effect on {installed}",
+            f"{evidence}; GNU OpenMP reads OMP_PROC_BIND and OMP_PLACES instead",
+        )
+    else:
+        yield Finding(
+            "env.KMP_AFFINITY",
+            OK,
+            f"KMP_AFFINITY not needed: {installed} uses GNU OpenMP",
+            evidence,
+        )
+
+
+def check_subgraph_backend(ctx: Context) -> Iterator[Finding]:
+    raw = ctx.env.get("MXNET_SUBGRAPH_BACKEND")
+    if raw is not None and raw.strip().upper() == "NONE" and not ctx.rec.gpu:
+        yield Finding(
+            "env.MXNET_SUBGRAPH_BACKEND",
+            WARN,
+            "MXNET_SUBGRAPH_BACKEND=NONE turns MKL-DNN operator fusion off",
+            "from the environment; MKLDNN is the default where MKL-DNN is built in",
+            "unset MXNET_SUBGRAPH_BACKEND",
+        )
+
+
+def check_library_path(ctx: Context) -> Iterator[Finding]:
+    """mxnet/libinfo.py loads $MXNET_LIBRARY_PATH instead of the wheel's libmxnet.so when
+    it is an absolute path to a file, and warns and ignores it otherwise: a stale value
+    left from a source build makes `import mxnet` fail or load the wrong build."""
+    raw = ctx.env.get("MXNET_LIBRARY_PATH")
+    if not raw:
+        return
+    source = "from the environment; mxnet/libinfo.py loads it instead of the wheel's libmxnet.so"
+    if os.path.isabs(raw) and os.path.isfile(raw):
+        yield Finding(
+            "env.MXNET_LIBRARY_PATH",
+            WARN,
+            f"MXNET_LIBRARY_PATH={raw}: `import mxnet` loads this library, not the one of the "
+            "installed wheel",
+            source + "; keep it only for an MXNet you built yourself",
+            "unset MXNET_LIBRARY_PATH",
+        )
+    else:
+        why = "is not an absolute path" if not os.path.isabs(raw) else "is not a file"
+        yield Finding(
+            "env.MXNET_LIBRARY_PATH",
+            WARN,
+            f"MXNET_LIBRARY_PATH={raw} {why}: mxnet ignores it and warns on every import",
+            source,
+            "unset MXNET_LIBRARY_PATH",
+        )
