@@ -90,12 +90,18 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KmxError as exc:
-            fail(str(exc), exc.exit_code, json_wanted(ctx))
+            fail(str(exc), exc.exit_code, json_wanted(ctx), details=exc.details)
         except KeyboardInterrupt:
             fail("Interrupted.", 130, json_wanted(ctx), prefix="")
 
 
-def fail(message: str, exit_code: int, as_json: bool, prefix: str = "Error: ") -> NoReturn:
+def fail(
+    message: str,
+    exit_code: int,
+    as_json: bool,
+    prefix: str = "Error: ",
+    details: dict[str, Any] | None = None,
+) -> NoReturn:
     """The error edge: one line on stderr (never a traceback, never raw control
     characters), the same error as JSON on stdout under --json, and the exit status."""
     from kmx_tune.render import safe
@@ -104,7 +110,7 @@ def fail(message: str, exit_code: int, as_json: bool, prefix: str = "Error: ") -
         from kmx_tune.render import emit_json
         from kmx_tune.result import error_json
 
-        emit_json(error_json(message, exit_code))
+        emit_json(error_json(message, exit_code, details))
     click.echo(prefix + safe(message, one_line=True), err=True)
     sys.exit(exit_code)
 

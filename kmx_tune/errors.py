@@ -5,9 +5,14 @@ from __future__ import annotations
 
 
 class KmxError(Exception):
-    """Something the user can act on. The message says what is wrong and what to do."""
+    """Something the user can act on. The message says what is wrong and what to do.
+    *details*: facts for scripts, shown under ``"details"`` in the JSON error."""
 
     exit_code = 1
+
+    def __init__(self, *args: object, details: dict[str, object] | None = None) -> None:
+        super().__init__(*args)
+        self.details: dict[str, object] = dict(details or {})
 
 
 class UsageError(KmxError):

@@ -28,6 +28,12 @@ class Result(Protocol):
         ...
 
 
-def error_json(message: str, exit_code: int) -> dict[str, Any]:
-    """The JSON form of an error, whichever command raised it."""
-    return {"schema": ERROR_SCHEMA, "error": message, "exit_code": exit_code}
+def error_json(
+    message: str, exit_code: int, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JSON form of an error, whichever command raised it; *details*: facts a
+    script may want (the file concerned, say), when the command has them."""
+    data: dict[str, Any] = {"schema": ERROR_SCHEMA, "error": message, "exit_code": exit_code}
+    if details:
+        data["details"] = details
+    return data

@@ -71,7 +71,8 @@ def test_set_format_json_failure_is_data_too(home_json: Path) -> None:
     code, out, err = _run("set-format", "channels_first", "--json")
     assert code == 2
     data = json.loads(out)
-    assert data["path"] == str(home_json) and data["changed"] is False
+    assert data["schema"] == "kmx-tune/error/1" and data["exit_code"] == 2
+    assert data["details"] == {"path": str(home_json)}
     assert "not valid JSON" in data["error"]
     assert err.startswith("Error: ") and err.count("\n") == 1
     assert home_json.read_bytes() == before

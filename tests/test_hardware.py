@@ -135,8 +135,8 @@ def test_missing_pynvml_module_is_a_reason(monkeypatch: pytest.MonkeyPatch) -> N
     def no_module() -> Any:
         raise ModuleNotFoundError("No module named 'pynvml'")
 
-    monkeypatch.setattr(hardware, "_missing_nvml_library", lambda: None)  # a driver is there
-    monkeypatch.setattr(hardware, "_import_pynvml", no_module)
+    monkeypatch.setattr(hardware.nvidia, "_missing_nvml_library", lambda: None)  # a driver is there
+    monkeypatch.setattr(hardware.nvidia, "_import_pynvml", no_module)
     _, gpus, reason = probe_nvidia()
     assert gpus == ()
     assert reason is not None and "pynvml module is not installed" in reason

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from kmx_tune import keras_config as kc
+from kmx_tune.errors import KmxError, UsageError
 from tests.conftest import KERAS_JSON
 from tests.fs_helpers import fill_disk, tiny_disk, unwritable_dir
 
@@ -330,7 +331,7 @@ def test_keras_backend_override_is_warned(tmp_path: Path) -> None:
 
 def test_update_rejects_values_keras_would_reject(tmp_path: Path) -> None:
     loc, path = _kh(tmp_path)
-    with pytest.raises(kc.UsageError, match="epsilon must be a float"):
+    with pytest.raises(UsageError, match="epsilon must be a float"):
         kc.update({"epsilon": 1}, loc, env={})
     assert not path.exists()
 
@@ -350,7 +351,7 @@ def test_bad_file_is_refused_and_left_alone(tmp_path: Path, case: str) -> None:
     data, words = BAD_FILES[case]
     loc, path = _kh(tmp_path)
     path.write_bytes(data)
-    with pytest.raises(kc.UsageError) as info:
+    with pytest.raises(UsageError) as info:
         kc.set_format("channels_first", location=loc, env={})
     msg = str(info.value)
     assert words in msg and "--force" in msg and "\n" not in msg
@@ -394,7 +395,7 @@ def test_directory_is_refused(tmp_path: Path) -> None:
     loc, path = _kh(tmp_path)
     path.mkdir()
     (path / "inside").write_text("x")
-    with pytest.raises(kc.KmxError, match="is a directory"):
+    with pytest.raises(KmxError, match="is a directory"):
         kc.set_format("channels_first", location=loc, env={}, force=True)
     assert (path / "inside").read_text() == "x"
     assert sorted(p.name for p in path.parent.iterdir()) == ["keras.json"]
@@ -403,7 +404,7 @@ def test_directory_is_refused(tmp_path: Path) -> None:
 def test_unwritable_folder(tmp_path: Path) -> None:
     loc, path = _kh(tmp_path)
     shutil.copy(MXNET_FIRST, path)
-    with unwritable_dir(path.parent), pytest.raises(kc.KmxError) as info:
+    with unwritable_dir(path.parent), pytest.raises(KmxError) as info:
         kc.set_format("channels_first", location=loc, env={})
     msg = str(info.value)
     assert "cannot write in" in msg and "was not changed" in msg and "\n" not in msg
@@ -413,7 +414,7 @@ def test_unwritable_folder(tmp_path: Path) -> None:
 
 def test_unwritable_folder_missing_file(tmp_path: Path) -> None:
     loc, path = _kh(tmp_path)
-    with unwritable_dir(path.parent), pytest.raises(kc.KmxError, match="nothing was written"):
+    with unwritable_dir(path.parent), pytest.raises(KmxError, match="nothing was written"):
         kc.set_format("channels_first", location=loc, env={})
     assert not path.exists()
 
@@ -424,7 +425,7 @@ def test_full_disk(tmp_path: Path) -> None:
         path = disk / "keras.json"
         shutil.copy(MXNET_FIRST, path)
         fill_disk(disk)
-        with pytest.raises(kc.KmxError) as info:
+        with pytest.raises(KmxError) as info:
             kc.set_format("channels_first", location=loc, env={})
         msg = str(info.value)
         assert "no space left" in msg and "was not changed" in msg and "\n" not in msg
@@ -512,7 +513,7 @@ def test_keras_home_naming_a_file_says_to_name_a_folder(tmp_path: Path) -> None:
     ):
         st = kc.read(loc, env={})
         assert st.error is not None and f"{afile} is a file, not a folder" in st.error
-        with pytest.raises(kc.KmxError) as info:
+        with pytest.raises(KmxError) as info:
             kc.set_format("channels_first", location=loc, env={})
         assert "folder" in str(info.value)
     assert afile.read_text() == "precious"

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from kmx_tune.options import dry_run_option, json_option
+
 if TYPE_CHECKING:
     from kmx_tune.keras_config import EditResult, KerasJsonState
 
@@ -20,41 +22,20 @@ def _show(value: Any) -> str:
     return json.dumps(value)
 
 
-def _state_json(state: KerasJsonState) -> dict[str, Any]:
-    from kmx_tune.keras_config import KERAS_DEFAULTS
-
-    loc = state.location
-    return {
-        "path": str(loc.path),
-        "source": loc.source,
-        "tmp_fallback": loc.tmp_fallback,
-        "exists": state.exists,
-        "status": state.kind,
-        "error": state.error,
-        "backend_override": state.backend_override,
-        "values": state.values,
-        "effective": {k: {"value": v, "from": src} for k, (v, src) in state.effective.items()},
-        "other_keys": [k for k in state.values if k not in KERAS_DEFAULTS],
-        "notes": list(loc.notes),
-    }
-
-
 def _render_state(state: KerasJsonState) -> None:
-    from rich.markup import escape
-
     from kmx_tune.keras_config import KERAS_DEFAULTS
-    from kmx_tune.render import console
+    from kmx_tune.render import console, plain
 
     out = console()
     loc = state.location
-    out.print(f"keras.json in effect: [bold]{escape(str(loc.path))}[/bold]")
-    out.print(f"  chosen by: {escape(loc.source)}")
+    out.print(f"keras.json in effect: [bold]{plain(str(loc.path))}[/bold]")
+    out.print(f"  chosen by: {plain(loc.source)}")
     if loc.path.is_symlink():
-        out.print(f"  symlink to: {escape(str(loc.path.resolve()))}")
+        out.print(f"  symlink to: {plain(str(loc.path.resolve()))}")
     if not state.exists:
         status = "missing (Keras creates it with its defaults on first import)"
     elif state.error:
-        status = f"[red]problem[/red]: {escape(state.error)}"
+        status = f"[red]problem[/red]: {plain(state.error)}"
     else:
         status = "ok"
     out.print(f"  status: {status}")
@@ -69,20 +50,18 @@ def _render_state(state: KerasJsonState) -> None:
     w1 = max(len(r[1]) for r in rows)
     out.print()
     for key, value, source in rows:
-        out.print(escape(f"{key:<{w0}}  {value:<{w1}}  {source}"))
+        out.print(plain(f"{key:<{w0}}  {value:<{w1}}  {source}"))
     for note in loc.notes:
-        out.print(f"\nNote: {escape(note)}")
+        out.print(f"\nNote: {plain(note)}")
 
 
 def _render_edit(result: EditResult) -> None:
-    from rich.markup import escape
-
-    from kmx_tune.render import console
+    from kmx_tune.render import console, plain
 
     out = console()
     err = console(stderr=True)
     loc = result.location
-    out.print(f"keras.json: {escape(str(loc.path))}  ({escape(loc.source)})")
+    out.print(f"keras.json: {plain(str(loc.path))}  ({plain(loc.source)})")
     if not result.changed:
         settings = ", ".join(f"{k} {_show(v)}" for k, v in result.after.items() if k in _KEYS)
         out.print(f"Nothing to change ({settings}); nothing was written.")
@@ -91,16 +70,16 @@ def _render_edit(result: EditResult) -> None:
             out.print("  (new file, with Keras's defaults)")
         for change in result.changes:
             before = "(absent)" if change.added else _show(change.before)
-            out.print(f"  {change.key}: {escape(before)} → {escape(_show(change.after))}")
+            out.print(f"  {change.key}: {plain(before)} → {plain(_show(change.after))}")
         if result.dry_run:
             out.print("Dry run: nothing was written.")
         else:
             written = "Created" if result.created else "Wrote"
-            out.print(f"{written} {escape(str(result.path))}")
+            out.print(f"{written} {plain(str(result.path))}")
             if result.backup is not None:
-                out.print(f"Previous version kept in {escape(str(result.backup))}")
+                out.print(f"Previous version kept in {plain(str(result.backup))}")
     for warning in result.warnings:
-        err.print(f"Warning: {escape(warning)}")
+        err.print(f"Warning: {plain(warning)}")
 
 
 _KEYS = ("image_data_format", "backend")
@@ -108,15 +87,9 @@ _KEYS = ("image_data_format", "backend")
 
 def _config(keras_home: str | None, as_json: bool) -> None:
     from kmx_tune import keras_config
-    from kmx_tune.render import emit_json
+    from kmx_tune.render import finish
 
-    state = keras_config.read(keras_config.locate(keras_home))
-    if as_json:
-        emit_json(_state_json(state))
-    else:
-        _render_state(state)
-    if state.error:
-        raise click.exceptions.Exit(1)
+    finish(keras_config.read(keras_config.locate(keras_home)), as_json, _render_state)
 
 
 _keras_home_option = click.option(
@@ -136,14 +109,14 @@ _keras_home_option = click.option(
     help="Set the backend to mxnet too, or keep the file's backend.",
 )
 @_keras_home_option
-@click.option("--dry-run", is_flag=True, help="Show the change without writing it.")
+@dry_run_option
 @click.option(
     "--force",
     is_flag=True,
     help="Replace content Keras cannot read (malformed JSON, bad values), after a backup.",
 )
 @click.option("--show", is_flag=True, help="Show the keras.json in effect (same as `config`).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 def set_format(
     image_data_format: str | None,
     backend: str,
@@ -170,7 +143,7 @@ def set_format(
     """
     from kmx_tune import keras_config
     from kmx_tune.errors import KmxError, UsageError
-    from kmx_tune.render import emit_json
+    from kmx_tune.render import finish
 
     if show:
         _config(keras_home, as_json)
@@ -189,18 +162,14 @@ def set_format(
             force=force,
         )
     except KmxError as exc:
-        if as_json:  # scripts get data on stdout too; the Error line still goes to stderr
-            emit_json({"path": str(location.path), "changed": False, "error": str(exc)})
+        exc.details.setdefault("path", str(location.path))  # scripts learn which file
         raise
-    if as_json:
-        emit_json(result.to_json())
-    else:
-        _render_edit(result)
+    finish(result, as_json, _render_edit)
 
 
 @click.command("config")
 @_keras_home_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 def config(keras_home: str | None, as_json: bool) -> None:
     """Show the keras.json Keras will read, its path, and where each value comes from.
 

@@ -4,24 +4,34 @@ Only click is imported at module level; the probe and rich load inside the comma
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from kmx_tune.options import hardware_option, json_option
 
 if TYPE_CHECKING:
     from kmx_tune.flavors import Recommendation
     from kmx_tune.hardware import HardwareProfile
 
 
+@dataclass(frozen=True)
+class ProbeReport:
+    """The hardware and the advice for it. Its JSON is the profile alone, which every
+    command taking ``--hardware FILE`` reads back."""
+
+    hardware: HardwareProfile
+    recommendation: Recommendation
+    exit_code: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return self.hardware.to_json()
+
+
 @click.command("probe")
-@click.option("--json", "as_json", is_flag=True, help="Write the hardware profile as JSON.")
-@click.option(
-    "--hardware",
-    "hardware_file",
-    # a folder is refused by load_profile, in its own words
-    type=click.Path(),
-    help="Show a saved profile (from `kmx-tune probe --json`) instead of probing.",
-)
+@json_option
+@hardware_option
 @click.option("--no-cache", is_flag=True, help="Probe the CPU again instead of using the cache.")
 def probe(as_json: bool, hardware_file: str | None, no_cache: bool) -> None:
     """Show the CPU (vendor, ISA flags, cores, cgroup quota), the NVIDIA driver and
@@ -39,24 +49,20 @@ def probe(as_json: bool, hardware_file: str | None, no_cache: bool) -> None:
     from kmx_tune.flavors import recommend
     from kmx_tune.hardware import load_profile
     from kmx_tune.hardware import probe as probe_hardware
-    from kmx_tune.render import emit_json
+    from kmx_tune.render import finish
 
     if hardware_file is not None:
         hw = load_profile(hardware_file)
     else:
         hw = probe_hardware(use_cache=not no_cache)
-    if as_json:
-        emit_json(hw.to_json())
-        return
-    render_profile(hw, recommend(hw))
+    finish(ProbeReport(hw, recommend(hw)), as_json, render_profile)
 
 
-def render_profile(hw: HardwareProfile, rec: Recommendation) -> None:
-    from rich.markup import escape
-
-    from kmx_tune.render import console
+def render_profile(report: ProbeReport) -> None:
+    from kmx_tune.render import console, plain
 
     out = console()
+    hw, rec = report.hardware, report.recommendation
     cpu = hw.cpu
     rows: list[tuple[str, str]] = [
         ("system", f"{hw.os} {hw.arch}"),
@@ -93,13 +99,13 @@ def render_profile(hw: HardwareProfile, rec: Recommendation) -> None:
     rows.append(("source", hw.source))
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
-        out.print(f"[bold]{key:<{width}}[/bold]  {escape(value)}")
+        out.print(f"[bold]{key:<{width}}[/bold]  {plain(value)}")
     out.print()
     kind = "CUDA" if rec.gpu else "CPU"
     out.print(f"[bold]MXNet for this box:[/bold] {rec.package} {rec.version} ({kind})")
     for reason in rec.reasons:
-        out.print(f"  because {escape(reason)}")
+        out.print(f"  because {plain(reason)}")
     for warning in rec.warnings:
-        out.print(f"  [yellow]![/yellow] {escape(warning)}")
+        out.print(f"  [yellow]![/yellow] {plain(warning)}")
     if rec.build_from_source:
-        out.print(escape(rec.build_from_source))
+        out.print(plain(rec.build_from_source))
