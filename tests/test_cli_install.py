@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from kmx_tune.cli import cli
+from tests.cli import kmx
 from tests.conftest import HARDWARE
 from tests.venvs import make_venv, pip_freeze
 
@@ -24,7 +23,7 @@ PY = sys.executable  # kmx-tune's own venv: no mxnet in it, and dry runs change 
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["install-mxnet", *args], env=env, catch_exceptions=False)
+    result = kmx("install-mxnet", *args, env=env)
     return result.exit_code, result.stdout, result.stderr
 
 

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from kmx_tune.cli import cli
+from tests.cli import kmx
 from tests.conftest import KERAS_JSON
 from tests.fs_helpers import unwritable_dir
 
@@ -21,7 +20,7 @@ KERAS3_FIRST = KERAS_JSON / "keras-3.15.1-first-import.json"
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    result = kmx(*args, env=env)
     return result.exit_code, result.stdout, result.stderr
 
 

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from kmx_tune.cli import cli
 from kmx_tune.hardware import load_profile
+from tests.cli import kmx
 from tests.hwfakes import profile_path
 from tests.venvs import make_venv, pip_install
 
@@ -24,7 +24,7 @@ ANSI_COLOUR = "\x1b[3"  # SGR 30-39: a foreground colour
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return kmx(*args, env=env)
 
 
 # ------------------------------------------------------------------ probe
@@ -64,7 +64,7 @@ def test_probe_json_is_a_profile_other_commands_read(tmp_path: Path) -> None:
 def test_probe_bad_profile_is_a_usage_error(tmp_path: Path) -> None:
     bad = tmp_path / "box.json"
     bad.write_text("{}")
-    result = CliRunner().invoke(cli, ["probe", "--hardware", str(bad)])
+    result = kmx("probe", "--hardware", str(bad))
     assert result.exit_code == 2
     assert result.output.startswith("Error: --hardware ")
     assert "Traceback" not in result.output
@@ -115,12 +115,11 @@ def test_doctor_json_has_the_same_findings() -> None:
 
 
 def test_doctor_usage_errors_exit_2(tmp_path: Path) -> None:
-    runner = CliRunner()
-    missing = runner.invoke(cli, ["doctor", "--python", str(tmp_path / "nope" / "python")])
+    missing = kmx("doctor", "--python", str(tmp_path / "nope" / "python"))
     assert missing.exit_code == 2 and missing.output.startswith("Error: --python ")
-    bad_hw = runner.invoke(cli, ["doctor", "--hardware", str(tmp_path / "none.json")])
+    bad_hw = kmx("doctor", "--hardware", str(tmp_path / "none.json"))
     assert bad_hw.exit_code == 2 and "no such file" in bad_hw.output
-    unknown = runner.invoke(cli, ["doctor", "--frobnicate"])
+    unknown = kmx("doctor", "--frobnicate")
     assert unknown.exit_code == 2
 
 

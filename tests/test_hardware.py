@@ -381,12 +381,10 @@ def test_wrong_fields_are_named_and_say_what_to_do(
 
 
 def test_a_folder_is_refused_in_one_line_by_every_command(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from kmx_tune.cli import cli
+    from tests.cli import kmx
 
     for command in (["probe"], ["doctor"], ["install-mxnet", "--dry-run"]):
-        result = CliRunner().invoke(cli, [*command, "--hardware", str(tmp_path)])
+        result = kmx(*command, "--hardware", str(tmp_path))
         assert result.exit_code == 2
         assert result.output.count("Error:") == 1 and "Usage:" not in result.output
         assert f"--hardware {tmp_path}: is a folder" in result.output
