@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kmx_tune.errors import KmxError, UsageError
+from kmx_tune.formats import FORMATS
 from kmx_tune.target import Target, failure_tail
 
 SCRIPT = "kmx_bench.py"  # in kmx_tune/_in_target/
-FORMS = ("channels_first", "channels_last")
 DEFAULT_BATCH = 32
 DEFAULT_REPEATS = 10
 DEFAULT_WARMUP = 3
@@ -147,8 +147,8 @@ def result_from_report(python: str, report: Mapping[str, Any]) -> BenchResult:
         )
     times = report.get("times") or {}
     batch = int(report["batch"])
-    first, last = (list(times.get(form) or []) for form in FORMS)
-    forms = tuple(form_stats(name, batch, times.get(name) or []) for name in FORMS)
+    first, last = (list(times.get(form) or []) for form in FORMATS)
+    forms = tuple(form_stats(name, batch, times.get(name) or []) for name in FORMATS)
     ratios = [cl / cf for cf, cl in zip(first, last) if cf > 0 and cl > 0]
     r_q1, r_med, r_q3 = _quartiles(ratios) if ratios else (0.0, 0.0, 0.0)
     image = report.get("image") or [0, 0, 0]

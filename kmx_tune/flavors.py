@@ -112,10 +112,6 @@ def _build_table() -> dict[str, Flavor]:
 
 FLAVORS: Mapping[str, Flavor] = MappingProxyType(_build_table())
 
-# The Keras-MXNet performance guide names these four; its "mxnet-cu90-mkl" does not
-# exist on the index, the package is "mxnet-cu90mkl".
-GUIDE_FLAVORS: tuple[str, ...] = ("mxnet", "mxnet-mkl", "mxnet-cu90", "mxnet-cu90mkl")
-
 # Minimum Linux driver per CUDA runtime. Source: NVIDIA CUDA Toolkit release notes,
 # "CUDA Toolkit and Corresponding Driver Versions" (table 3) and, for 11.1 ... 11.8,
 # minor-version compatibility (table 2): any driver >= 450.80.02 runs them.
@@ -224,10 +220,6 @@ class Recommendation:
     warnings: tuple[str, ...]
     gpu: bool  # a CUDA flavor was chosen
     build_from_source: str | None  # the route when no wheel has kernels for the GPU
-
-    @property
-    def flavor(self) -> Flavor:
-        return FLAVORS[self.package]
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from kmx_tune.formats import FORMATS
 from kmx_tune.options import dry_run_option, json_option
 
 if TYPE_CHECKING:
     from kmx_tune.keras_config import EditResult, KerasJsonState
-
-_FORMATS = ("channels_first", "channels_last")
 
 
 def _show(value: Any) -> str:
@@ -100,7 +99,7 @@ _keras_home_option = click.option(
 
 
 @click.command("set-format")
-@click.argument("image_data_format", metavar="FORMAT", required=False, type=click.Choice(_FORMATS))
+@click.argument("image_data_format", metavar="FORMAT", required=False, type=click.Choice(FORMATS))
 @click.option(
     "--backend",
     type=click.Choice(["mxnet", "keep"]),

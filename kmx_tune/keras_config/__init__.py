@@ -47,7 +47,6 @@ from kmx_tune.keras_config.edit import (
 from kmx_tune.keras_config.locate import (
     FILENAME,
     FLOATX_VALUES,
-    FORMATS,
     KERAS_DEFAULTS,
     LOCK_TIMEOUT_S,
     TMP_FALLBACK_BASE,
@@ -59,7 +58,6 @@ from kmx_tune.keras_config.state import KerasJsonState, effective_values, parse,
 __all__ = [
     "FILENAME",
     "FLOATX_VALUES",
-    "FORMATS",
     "KERAS_DEFAULTS",
     "LOCK_TIMEOUT_S",
     "TMP_FALLBACK_BASE",

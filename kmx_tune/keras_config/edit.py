@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from kmx_tune.errors import KmxError, UsageError
+from kmx_tune.formats import FORMATS
 from kmx_tune.fsio import atomic_write
 from kmx_tune.keras_config.locate import (
-    FORMATS,
     KERAS_DEFAULTS,
     LOCK_TIMEOUT_S,
     KerasJsonLocation,
@@ -51,7 +51,6 @@ class EditResult:
     changes: tuple[KeyChange, ...]
     backup: Path | None  # where the previous content was kept
     warnings: tuple[str, ...]
-    text_after: str = ""
 
     exit_code = 0  # an edit that cannot be made raises instead
 
@@ -236,7 +235,7 @@ def update(
     if dry_run or not changed:
         return EditResult(
             location, target, changed, False, dry_run, not state.exists, before, after,
-            changes, None, tuple(warnings), dumps(after),
+            changes, None, tuple(warnings),
         )  # fmt: skip
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -269,7 +268,7 @@ def update(
                 raise _write_error(exc, target, target) from exc
     return EditResult(
         location, target, changed, changed, False, not state.exists, before, after, changes,
-        backup, tuple(warnings), dumps(after),
+        backup, tuple(warnings),
     )  # fmt: skip
 
 

@@ -21,7 +21,6 @@ KERAS_DEFAULTS: dict[str, Any] = {
     "image_data_format": "channels_last",
 }
 FLOATX_VALUES = ("float16", "float32", "float64")
-FORMATS = ("channels_first", "channels_last")
 
 # How long a run waits for another kmx-tune holding the lock before giving up.
 LOCK_TIMEOUT_S = 30.0
@@ -37,7 +36,6 @@ class KerasJsonLocation:
     path: Path  # the keras.json Keras will read
     source: str  # e.g. "$KERAS_HOME=/x", "~/.keras (default)", "/tmp/.keras (home ...)"
     keras_dir: Path = field(default=Path())  # the folder Keras uses (path.parent)
-    from_flag: bool = False  # chosen by --keras-home rather than the environment
     tmp_fallback: bool = False  # Keras fell back to /tmp/.keras
     notes: tuple[str, ...] = ()  # extra explanations for the user
 
@@ -82,7 +80,7 @@ def locate(
                 f"now $KERAS_HOME={env_home}"
             )
         path = Path(os.path.abspath(os.path.join(keras_dir, FILENAME)))
-        return KerasJsonLocation(path, source, path.parent, True, False, tuple(notes))
+        return KerasJsonLocation(path, source, path.parent, notes=tuple(notes))
     if env_home is not None:
         # Keras takes KERAS_HOME as is, even empty (then keras.json in the current folder)
         source = f"$KERAS_HOME={env_home}"
@@ -94,7 +92,7 @@ def locate(
             notes.append("KERAS_HOME is relative: Keras resolves it against the current folder")
         keras_dir = _expanduser(env_home, env)
         path = Path(os.path.abspath(os.path.join(keras_dir, FILENAME)))
-        return KerasJsonLocation(path, source, path.parent, False, False, tuple(notes))
+        return KerasJsonLocation(path, source, path.parent, notes=tuple(notes))
     home = _home(env)
     if os.access(home, os.W_OK):
         path = Path(os.path.abspath(os.path.join(home, ".keras", FILENAME)))
@@ -108,7 +106,6 @@ def locate(
         path,
         f"{TMP_FALLBACK_BASE}/.keras (home folder {home} not writable)",
         path.parent,
-        False,
-        True,
-        tuple(notes),
+        tmp_fallback=True,
+        notes=tuple(notes),
     )

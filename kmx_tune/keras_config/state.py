@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kmx_tune.formats import FORMATS
 from kmx_tune.keras_config.locate import (
     FLOATX_VALUES,
-    FORMATS,
     KERAS_DEFAULTS,
     KerasJsonLocation,
     locate,
