@@ -64,6 +64,8 @@ class TargetInfo:
     has_pip: bool
     keras: KerasFacts
     runtime: RuntimeFacts | None = None
+    sysconfig_platform: str = ""  # "linux-x86_64": what pip's platform tags derive from
+    libc: tuple[str, str] = ("", "")  # ("glibc", "2.36") on most Linux systems
 
     @property
     def version_str(self) -> str:
@@ -77,6 +79,11 @@ class TargetInfo:
 
     def dist(self, name: str) -> Distribution | None:
         return self.distributions.get(normalize(name))
+
+    @property
+    def pip_version(self) -> str | None:
+        d = self.dist("pip")
+        return d.version if d else None
 
     @property
     def numpy_version(self) -> str | None:
@@ -334,4 +341,12 @@ def facts_from_json(python: str, raw: Mapping[str, Any]) -> TargetInfo:
             bool(raw["keras"].get("mxnet_backend_file", raw["keras"]["has_mxnet_backend"])),
         ),
         runtime=runtime,
+        sysconfig_platform=str(raw.get("sysconfig_platform") or ""),
+        libc=_libc(raw.get("libc")),
     )
+
+
+def _libc(raw: Any) -> tuple[str, str]:
+    if isinstance(raw, list) and len(raw) == 2 and all(isinstance(x, str) for x in raw):
+        return raw[0], raw[1]
+    return "", ""

@@ -49,3 +49,20 @@ def pip_freeze(python: Path) -> dict[str, str]:
             name, version = line.split("==", 1)
             result[name.lower().replace("_", "-")] = version
     return result
+
+
+def pyenv_python(version: str) -> Path:
+    """The pyenv interpreter for *version* ("3.6", "3.8", "2.7": the newest patch
+    release installed), or skip the test saying which one it needs."""
+    import pytest
+
+    root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
+    if not Path(root).is_dir():
+        root = "/root/.pyenv"  # tests run with HOME redirected; pyenv stays where it is
+    found = sorted(
+        Path(root, "versions").glob(f"{version}.*/bin/python"),
+        key=lambda p: [int(x) for x in p.parent.parent.name.split(".") if x.isdigit()],
+    )
+    if not found:
+        pytest.skip(f"needs a Python {version} interpreter (pyenv: {root}/versions/{version}.*)")
+    return found[-1]

@@ -10,6 +10,7 @@ import os
 import platform
 import re
 import sys
+import sysconfig
 
 # Distribution names are compared normalized (PEP 503).
 _NORMALIZE = re.compile(r"[-_.]+")
@@ -159,6 +160,9 @@ def main(argv):
         "implementation": platform.python_implementation(),
         "platform": sys.platform,
         "machine": platform.machine(),
+        # what pip's platform tags derive from: "linux-x86_64", "macosx-11.0-arm64", ...
+        "sysconfig_platform": sysconfig.get_platform(),
+        "libc": list(platform.libc_ver()),  # ["glibc", "2.36"]; ["", ""] elsewhere
         "prefix": sys.prefix,
         "base_prefix": getattr(sys, "base_prefix", sys.prefix),
         "distributions": distributions(),

@@ -82,7 +82,7 @@ class PipRun:
         return lines[-1] if lines else f"pip exited with status {self.returncode}"
 
 
-def _pip_env() -> dict[str, str]:
+def pip_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
     env.setdefault("PYTHONIOENCODING", "utf-8")
@@ -101,7 +101,7 @@ def run_pip(python: str, args: Sequence[str], out: IO[str] | None = None) -> Pip
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
-                env=_pip_env(),
+                env=pip_env(),
                 check=False,
             )
             return PipRun(tuple(args), proc.returncode, proc.stdout)
@@ -111,7 +111,7 @@ def run_pip(python: str, args: Sequence[str], out: IO[str] | None = None) -> Pip
             fd = -1
         out.flush()
         if fd >= 0:
-            rc = subprocess.run(cmd, stdout=fd, stderr=fd, env=_pip_env(), check=False).returncode
+            rc = subprocess.run(cmd, stdout=fd, stderr=fd, env=pip_env(), check=False).returncode
             return PipRun(tuple(args), rc, "")
         # No file descriptor (a test runner's stream): copy pip's output line by line.
         lines: list[str] = []
@@ -120,7 +120,7 @@ def run_pip(python: str, args: Sequence[str], out: IO[str] | None = None) -> Pip
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env=_pip_env(),
+            env=pip_env(),
         ) as child:
             assert child.stdout is not None
             for line in child.stdout:
