@@ -37,6 +37,7 @@ from kmx_tune.convert.writer import (
     temp_output,
 )
 from kmx_tune.errors import KmxError, UsageError
+from kmx_tune.formats import CHANNELS_FIRST, FORMATS
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 
@@ -48,7 +49,7 @@ FAILED = "failed"
 
 @dataclass(frozen=True)
 class Options:
-    to: str = L.CHANNELS_FIRST
+    to: str = CHANNELS_FIRST
     keys: frozenset[str] = frozenset()
     add_channel_axis: bool = False
     verify: bool = False
@@ -93,7 +94,7 @@ def default_output(path: Path, to: str) -> Path:
     """``NAME.channels_first.npy`` beside ``NAME.npy``; a ``.channels_last`` part is
     replaced rather than stacked, so a round trip gets its first name back."""
     stem = path.stem
-    for fmt in L.FORMATS:
+    for fmt in FORMATS:
         if stem.endswith("." + fmt):
             stem = stem[: -len(fmt) - 1]
     return path.with_name(f"{stem}.{to}{path.suffix}")
@@ -149,7 +150,7 @@ def convert_file(
     path: str | os.PathLike[str],
     output: str | os.PathLike[str] | None = None,
     *,
-    to: str = L.CHANNELS_FIRST,
+    to: str = CHANNELS_FIRST,
     keys: Collection[str] = (),
     add_channel_axis: bool = False,
     verify: bool = False,
@@ -169,8 +170,8 @@ def convert_file(
     message for anything that stops the conversion; the source is never modified
     except by that final rename.
     """
-    if to not in L.FORMATS:
-        raise UsageError(f"--to must be one of {', '.join(L.FORMATS)}, not {to!r}")
+    if to not in FORMATS:
+        raise UsageError(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
     if in_place and output is not None:
         raise UsageError("--in-place and -o do not go together; pick one")
     opts = Options(
@@ -429,7 +430,7 @@ def convert_many(
     paths: Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str] | None = None,
     *,
-    to: str = L.CHANNELS_FIRST,
+    to: str = CHANNELS_FIRST,
     keys: Collection[str] = (),
     add_channel_axis: bool = False,
     verify: bool = False,
