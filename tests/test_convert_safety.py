@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kmx_tune import fsio
 from kmx_tune.convert import convert_file, writer
-from kmx_tune.convert.writer import TEMP_MARK, DiskFullError
+from kmx_tune.convert.writer import DiskFullError
 from kmx_tune.errors import KmxError
+from kmx_tune.fsio import TEMP_MARK
 
 
 def sha(path: Path) -> str:
@@ -194,5 +196,5 @@ def test_stale_temps_of_live_processes_are_kept(tmp_path: Path) -> None:
     other = tmp_path / ".unrelated.kmx-tmp-1-x"
     for p in (mine, dead, other):
         p.write_bytes(b"partial")
-    assert writer.clean_stale_temps(final) == [dead]
+    assert fsio.clean_stale_temps(final) == [dead]
     assert mine.exists() and other.exists() and not dead.exists()

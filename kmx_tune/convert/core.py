@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kmx_tune import fsio
 from kmx_tune.convert import layout as L
 from kmx_tune.convert.kernel import (
     CHUNK_BYTES,
@@ -32,9 +33,8 @@ from kmx_tune.convert.npyio import (
 from kmx_tune.convert.writer import (
     DirectSink,
     check_free_space,
-    clean_stale_temps,
-    publish,
-    temp_output,
+    open_temp,
+    publish_output,
 )
 from kmx_tune.errors import KmxError, UsageError
 from kmx_tune.formats import CHANNELS_FIRST, FORMATS
@@ -245,7 +245,7 @@ def _convert_npy(src: Path, final: Path, opts: Options, progress: Progress | Non
     if opts.dry_run:
         return base
     _check_target(src, final, opts)
-    removed = clean_stale_temps(final)
+    removed = fsio.clean_stale_temps(final)
     out_header = build_header(header.dtype, plan.out_shape, header.fortran_order)
     total = len(out_header) + header.nbytes
     check_free_space(final.parent, total)
@@ -253,7 +253,7 @@ def _convert_npy(src: Path, final: Path, opts: Options, progress: Progress | Non
     rperm = raw_permutation(perm, header.fortran_order)
     source = MappedSource(src, header.data_offset, header.raw_shape, header.dtype)
     try:
-        with temp_output(final) as tmp:
+        with open_temp(final) as tmp:
             sink = DirectSink(tmp.fd, final, opts.chunk_bytes)
             try:
                 sink.write(out_header)
@@ -277,7 +277,7 @@ def _convert_npy(src: Path, final: Path, opts: Options, progress: Progress | Non
                 verify_data(source, out, rperm, full=opts.verify, where=str(final))
             finally:
                 out.close()
-            publish(
+            publish_output(
                 tmp.path,
                 final,
                 overwrite=opts.force or opts.in_place,

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from kmx_tune import fsio
 from kmx_tune.convert import layout as L
 from kmx_tune.convert.core import (
     CONVERTED,
@@ -54,10 +55,8 @@ from kmx_tune.convert.npyio import (
 from kmx_tune.convert.writer import (
     DirectSink,
     check_free_space,
-    clean_stale_temps,
-    publish,
-    temp_name,
-    temp_output,
+    open_temp,
+    publish_output,
 )
 from kmx_tune.errors import KmxError
 
@@ -545,7 +544,7 @@ def _open_source(
         finally:
             streamed.close()
         return
-    spill = temp_name(final)
+    spill = fsio.temp_name(final)
     sfd = os.open(spill, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     os.unlink(spill)  # nothing to clean up after a crash
     try:
@@ -582,7 +581,7 @@ def convert_npz(src: Path, final: Path, opts: Options, progress: Progress | None
         if opts.dry_run:
             return base
         _check_target(src, final, opts)
-        removed = clean_stale_temps(final)
+        removed = fsio.clean_stale_temps(final)
         need = 4096
         for m, p in zip(members, plans):
             need += m.info.compress_size + 256
@@ -598,7 +597,7 @@ def convert_npz(src: Path, final: Path, opts: Options, progress: Progress | None
             if progress:
                 progress(done[0], total)
 
-        with temp_output(final) as tmp:
+        with open_temp(final) as tmp:
             sink = DirectSink(tmp.fd, final, opts.chunk_bytes)
             try:
                 zout = ZipOut(sink)
@@ -614,7 +613,7 @@ def convert_npz(src: Path, final: Path, opts: Options, progress: Progress | None
                 sink.abort()
                 raise
             verify_npz(tmp.path, src, fd, members, plans, be, final, full=opts.verify)
-            publish(
+            publish_output(
                 tmp.path,
                 final,
                 overwrite=opts.force or opts.in_place,
