@@ -159,8 +159,7 @@ def test_disk_filling_up_mid_write(
     else:
         (np.savez if kind == "npz" else np.savez_compressed)(src, x=x)
     before = sha(src)
-    monkeypatch.setattr("kmx_tune.convert.core.check_free_space", lambda *a: None)
-    monkeypatch.setattr("kmx_tune.convert.npz.check_free_space", lambda *a: None)
+    monkeypatch.setattr("kmx_tune.convert.common.check_free_space", lambda *a: None)
     with small_tmpfs(tmp_path / "small", "2m") as small:
         with pytest.raises(DiskFullError, match="no space left on the device"):
             convert_file(src, small / f"x.channels_first{src.suffix}", chunk_bytes=256 << 10)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from kmx_tune.convert.core import FileResult
+    from kmx_tune.convert.common import FileOutcome
 
 
 @click.command("convert")
@@ -76,7 +76,8 @@ def convert(
     import contextlib
     import sys
 
-    from kmx_tune.convert.core import FAILED, convert_many
+    from kmx_tune.convert.common import FAILED
+    from kmx_tune.convert.core import convert_many
     from kmx_tune.errors import KmxError
     from kmx_tune.render import console, emit_json
 
@@ -114,7 +115,7 @@ def convert(
         return update
 
     with bar if bar is not None else contextlib.nullcontext():
-        results = convert_many(
+        report = convert_many(
             paths,
             output,
             to=to,
@@ -126,6 +127,7 @@ def convert(
             dry_run=dry_run,
             on_start=on_start,
         )
+    results = list(report.files)
 
     if as_json:
         emit_json({"to": to, "dry_run": dry_run, "files": [r.to_dict() for r in results]})
@@ -148,8 +150,8 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _render(results: list[FileResult]) -> None:
-    from kmx_tune.convert.core import CONVERTED, FAILED, NOTHING_TO_DO, PLANNED
+def _render(results: list[FileOutcome]) -> None:
+    from kmx_tune.convert.common import CONVERTED, FAILED, NOTHING_TO_DO, PLANNED
     from kmx_tune.render import console
 
     out = console()
