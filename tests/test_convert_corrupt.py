@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from kmx_tune.cli import cli
 from kmx_tune.convert import convert_file
 from kmx_tune.convert.npyio import FormatError
+from tests.cli import kmx
 
 
 def npy_bytes(a: np.ndarray) -> bytes:
@@ -37,7 +36,7 @@ def assert_one_clear_line(path: Path, pattern: str) -> None:
         convert_file(path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # nothing written
-    result = CliRunner().invoke(cli, ["convert", str(path)])
+    result = kmx("convert", str(path))
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and result.output.count("\n") == 1
     assert "Traceback" not in result.output

@@ -3,37 +3,24 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
 from pathlib import Path
 
 import numpy as np
-from click.testing import CliRunner
 
-from kmx_tune.cli import cli
+from tests.cli import kmx, kmx_json
 
 IMG = np.arange(2 * 5 * 6 * 3, dtype=np.uint8).reshape(2, 5, 6, 3)
-
-
-def run(*args: str) -> tuple[int, str]:
-    r = CliRunner().invoke(cli, ["convert", *args])
-    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
-    return r.exit_code, r.output
-
-
-def run_json(*args: str) -> tuple[int, dict[str, object]]:
-    r = CliRunner().invoke(cli, ["convert", *args, "--json"])
-    return r.exit_code, json.loads(r.stdout)
 
 
 def test_in_place_keeps_a_private_files_mode(tmp_path: Path) -> None:
     src = tmp_path / "x.npy"
     np.save(src, IMG)
     src.chmod(0o600)
-    code, _ = run(str(src), "--in-place")
-    assert code == 0
+    r = kmx("convert", str(src), "--in-place")
+    assert r.exit_code == 0
     assert stat.S_IMODE(src.stat().st_mode) == 0o600
     assert np.array_equal(np.load(src), IMG.transpose(0, 3, 1, 2))
 
@@ -45,8 +32,8 @@ def test_in_place_on_a_symlink_converts_its_target_and_keeps_the_link(tmp_path: 
     np.savez(target, x=IMG)
     link = tmp_path / "x.npz"
     link.symlink_to(target)
-    code, out = run(str(link), "--in-place")
-    assert code == 0, out
+    r = kmx("convert", str(link), "--in-place")
+    assert r.exit_code == 0, r.output
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert np.load(target)["x"].shape == (2, 3, 5, 6)
     assert sorted(p.name for p in data.iterdir()) == ["x.npz"]
@@ -55,8 +42,8 @@ def test_in_place_on_a_symlink_converts_its_target_and_keeps_the_link(tmp_path: 
 def test_output_folder_with_a_trailing_slash_for_one_file(tmp_path: Path) -> None:
     src = tmp_path / "x.npy"
     np.save(src, IMG)
-    code, out = run(str(src), "-o", str(tmp_path / "converted") + "/")
-    assert code == 0, out
+    r = kmx("convert", str(src), "-o", str(tmp_path / "converted") + "/")
+    assert r.exit_code == 0, r.output
     assert (tmp_path / "converted").is_dir()
     assert np.load(tmp_path / "converted" / "x.channels_first.npy").shape == (2, 3, 5, 6)
 
@@ -64,9 +51,9 @@ def test_output_folder_with_a_trailing_slash_for_one_file(tmp_path: Path) -> Non
 def test_output_with_the_other_suffix_is_refused(tmp_path: Path) -> None:
     src = tmp_path / "x.npy"
     np.save(src, IMG)
-    code, out = run(str(src), "-o", str(tmp_path / "out.npz"))
-    assert code == 2
-    assert "Error:" in out and ".npy" in out
+    r = kmx("convert", str(src), "-o", str(tmp_path / "out.npz"))
+    assert r.exit_code == 2
+    assert "Error:" in r.output and ".npy" in r.output
     assert not (tmp_path / "out.npz").exists()
 
 
@@ -74,21 +61,21 @@ def test_several_inputs_to_a_file_name_is_refused(tmp_path: Path) -> None:
     a, b = tmp_path / "a.npy", tmp_path / "b.npy"
     np.save(a, IMG)
     np.save(b, IMG)
-    code, out = run(str(a), str(b), "-o", str(tmp_path / "out.npy"))
-    assert code == 2 and "folder" in out
+    r = kmx("convert", str(a), str(b), "-o", str(tmp_path / "out.npy"))
+    assert r.exit_code == 2 and "folder" in r.output
     assert not (tmp_path / "out.npy").exists()
 
 
 def test_key_naming_no_array_is_an_error(tmp_path: Path) -> None:
     src = tmp_path / "d.npz"
     np.savez(src, x_train=IMG, y_train=np.arange(2))
-    code, out = run(str(src), "--key", "x_trian")
-    assert code == 2
-    assert "x_trian" in out and "x_train" in out  # what is there, to fix the typo
+    r = kmx("convert", str(src), "--key", "x_trian")
+    assert r.exit_code == 2
+    assert "x_trian" in r.output and "x_train" in r.output  # what is there, to fix the typo
     assert not (tmp_path / "d.channels_first.npz").exists()
-    code, data = run_json(str(src), "--key", "x_trian")
+    code, data = kmx_json("convert", str(src), "--key", "x_trian")
     assert code == 2
-    (entry,) = data["files"]  # type: ignore[misc]
+    (entry,) = data["files"]
     assert entry["status"] == "failed" and "x_trian" in entry["message"]
 
 
@@ -96,24 +83,24 @@ def test_key_must_name_an_array_in_some_input_of_several(tmp_path: Path) -> None
     a, b = tmp_path / "x_train.npy", tmp_path / "x_test.npy"
     np.save(a, IMG)
     np.save(b, IMG)
-    code, out = run(str(a), str(b), "--key", "x_train")
-    assert code == 0, out  # named in one of them: the other is copied, not an error
+    r = kmx("convert", str(a), str(b), "--key", "x_train")
+    assert r.exit_code == 0, r.output  # named in one of them: the other is copied, not an error
     assert (tmp_path / "x_train.channels_first.npy").exists()
     assert not (tmp_path / "x_test.channels_first.npy").exists()
-    code, out = run(str(a), str(b), "--key", "nope", "--force")
-    assert code == 2 and "nope" in out
+    r = kmx("convert", str(a), str(b), "--key", "nope", "--force")
+    assert r.exit_code == 2 and "nope" in r.output
 
 
 def test_missing_path_without_a_suffix_says_no_such_file(tmp_path: Path) -> None:
-    code, out = run(str(tmp_path / "data"))
-    assert code == 2 and "no such file or folder" in out
+    r = kmx("convert", str(tmp_path / "data"))
+    assert r.exit_code == 2 and "no such file or folder" in r.output
 
 
 def test_empty_file_says_it_is_empty(tmp_path: Path) -> None:
     for name in ("e.npy", "e.npz"):
         (tmp_path / name).write_bytes(b"")
-        code, out = run(str(tmp_path / name))
-        assert code == 1 and "is empty" in out, out
+        r = kmx("convert", str(tmp_path / name))
+        assert r.exit_code == 1 and "is empty" in r.output, r.output
 
 
 def test_npy_named_npz_and_npz_named_npy_say_what_to_rename(tmp_path: Path) -> None:
@@ -121,10 +108,10 @@ def test_npy_named_npz_and_npz_named_npy_say_what_to_rename(tmp_path: Path) -> N
     np.savez(tmp_path / "z.npz", x=IMG)
     shutil.copy(tmp_path / "x.npy", tmp_path / "a.npz")
     shutil.copy(tmp_path / "z.npz", tmp_path / "b.npy")
-    code, out = run(str(tmp_path / "a.npz"))
-    assert code == 1 and "rename it to .npy" in out, out
-    code, out = run(str(tmp_path / "b.npy"))
-    assert code == 1 and "rename it to .npz" in out, out
+    r = kmx("convert", str(tmp_path / "a.npz"))
+    assert r.exit_code == 1 and "rename it to .npy" in r.output, r.output
+    r = kmx("convert", str(tmp_path / "b.npy"))
+    assert r.exit_code == 1 and "rename it to .npz" in r.output, r.output
 
 
 def test_structured_pixels_move_as_whole_records(tmp_path: Path) -> None:
@@ -134,8 +121,8 @@ def test_structured_pixels_move_as_whole_records(tmp_path: Path) -> None:
     a["v"] = np.arange(a.size).reshape(a.shape)
     src = tmp_path / "s.npz"
     np.savez_compressed(src, x=a, big=np.arange(4, dtype=">i8"))
-    code, out = run(str(src))
-    assert code == 0, out
+    r = kmx("convert", str(src))
+    assert r.exit_code == 0, r.output
     got = np.load(tmp_path / "s.channels_first.npz")
     assert got["x"].dtype == a.dtype and np.array_equal(got["x"], a.transpose(0, 3, 1, 2))
     assert got["big"].dtype == np.dtype(">i8")
@@ -147,6 +134,6 @@ def test_pickled_member_is_refused_even_when_not_named(tmp_path: Path) -> None:
     src = tmp_path / "o.npz"
     np.savez(src, x=IMG, o=np.array([{"a": 1}], dtype=object))
     before = src.read_bytes()
-    code, out = run(str(src), "--key", "x")
-    assert code == 1 and "pickle" in out
+    r = kmx("convert", str(src), "--key", "x")
+    assert r.exit_code == 1 and "pickle" in r.output
     assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["o.npz"]

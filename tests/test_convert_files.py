@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from kmx_tune.convert import convert_file
-from kmx_tune.convert.core import CONVERTED, NOTHING_TO_DO, PLANNED, convert_many, default_output
+from kmx_tune.convert.common import CONVERTED, NOTHING_TO_DO, PLANNED
+from kmx_tune.convert.core import convert_many, default_output
 from kmx_tune.convert.npyio import build_header, parse_header
 from kmx_tune.errors import KmxError, UsageError
 
@@ -275,15 +276,15 @@ def test_folder_and_output_dir(tmp_path: Path) -> None:
     save_npy(data / "a.npy", images())
     np.savez(data / "b.npz", x=images())
     save_npy(data / "labels.npy", np.arange(5))
-    results = convert_many([data], tmp_path / "out")
+    results = convert_many([data], tmp_path / "out").files
     assert [Path(r.path).name for r in results] == ["a.npy", "b.npz", "labels.npy"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "a.channels_first.npy",
         "b.channels_first.npz",
     ]
     # a second run over the folder beside its outputs converts nothing twice
-    again = convert_many([data])
+    again = convert_many([data]).files
     assert all(r.status in (CONVERTED, NOTHING_TO_DO) for r in again)
-    third = convert_many([data])
+    third = convert_many([data]).files
     assert {r.status for r in third} == {"failed", NOTHING_TO_DO}  # outputs exist now
     assert all("pass --force" in r.message for r in third if r.status == "failed")

@@ -8,8 +8,8 @@ import pytest
 from kmx_tune.convert import layout as L
 from kmx_tune.convert import to_channels_first, to_channels_last
 from kmx_tune.errors import KmxError
-
-CF, CL = L.CHANNELS_FIRST, L.CHANNELS_LAST
+from kmx_tune.formats import CHANNELS_FIRST as CF
+from kmx_tune.formats import CHANNELS_LAST as CL
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kmx_tune import fsio
 from kmx_tune.convert import convert_file, writer
-from kmx_tune.convert.writer import TEMP_MARK, DiskFullError
+from kmx_tune.convert.writer import DiskFullError
 from kmx_tune.errors import KmxError
+from kmx_tune.fsio import TEMP_MARK
 
 
 def sha(path: Path) -> str:
@@ -42,11 +44,40 @@ def start(args: list[str]) -> subprocess.Popen[bytes]:
     )
 
 
+def kill_mid_way(args: list[str], final: Path, at_bytes: int) -> Path | None:
+    """Run ``kmx-tune convert ARGS`` and kill -9 it once its temporary output for
+    ``final`` holds ``at_bytes``. The run is frozen (SIGSTOP) before the temporary file
+    is looked at again, so the kill lands at the moment that was checked. Returns that
+    temporary file, or None when the run got past it (it finished, or renamed the file)
+    before it could be frozen."""
+    proc = start(args)
+    prefix = f".{final.name}{TEMP_MARK}{proc.pid}-"
+    try:
+        while proc.poll() is None:
+            mine = [p for p in temps(final.parent) if p.name.startswith(prefix)]
+            with contextlib.suppress(FileNotFoundError):
+                if mine and mine[0].stat().st_size >= at_bytes:
+                    proc.send_signal(signal.SIGSTOP)
+                    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+                    if not os.WIFSTOPPED(status):
+                        return None  # it exited first
+                    return mine[0] if mine[0].exists() else None
+            time.sleep(0.001)
+        return None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
 @pytest.mark.kill
 @pytest.mark.parametrize(("kind", "kills"), [("npy", 14), ("npz", 6), ("npz_compressed", 4)])
 def test_kill_9_at_random_moments(tmp_path: Path, kind: str, kills: int) -> None:
-    """24 kills in all. After each: the source is byte-identical, and the final name
-    is absent or holds the complete, correct output. The next run cleans up."""
+    """24 kills in all, each while the run's temporary output exists, at a random point
+    of it being written, checked and renamed. After each: the source is byte-identical,
+    the final name is absent or holds the complete, correct output, and the only
+    temporary file is the killed run's (it removed what earlier runs left). The next
+    run removes that one too, and says so."""
     work = tmp_path / "w"
     work.mkdir()
     rng = np.random.default_rng(7)
@@ -59,27 +90,25 @@ def test_kill_9_at_random_moments(tmp_path: Path, kind: str, kills: int) -> None
         (np.savez_compressed if kind == "npz_compressed" else np.savez)(src, x=x, y=np.arange(9))
     final = work / f"x.channels_first{src.suffix}"
     src_sha = sha(src)
-    # a reference run, timed, to aim the kills across the whole conversion
-    t0 = time.monotonic()
     subprocess.run(
         [sys.executable, "-m", "kmx_tune", "convert", str(src)], check=True, capture_output=True
     )
-    duration = time.monotonic() - t0
-    good_sha = sha(final)
+    good_sha, good_size = sha(final), final.stat().st_size
     random.seed(kind)
-    completed = 0
-    for _ in range(kills):
+    killed = 0
+    for _ in range(3 * kills):  # a run that gets past its moment is tried again
+        if killed == kills:
+            break
         final.unlink(missing_ok=True)
-        proc = start([str(src)])
-        time.sleep(random.uniform(0.0, duration * 1.1))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        tmp = kill_mid_way([str(src)], final, int(random.uniform(0.0, 1.0) * good_size))
         assert sha(src) == src_sha
-        if final.exists():
+        if final.exists():  # killed between the rename and removing the temporary name
             assert sha(final) == good_sha
-            completed += 1
-    assert completed < kills  # most kills landed mid-way
-    # the next run removes what the killed runs left behind, and says so
+        if tmp is not None:
+            killed += 1
+            assert temps(work) == [tmp]
+    assert killed == kills
+    # the next run removes what the killed run left behind, and says so
     final.unlink(missing_ok=True)
     left = temps(work)
     result = convert_file(src)
@@ -89,26 +118,26 @@ def test_kill_9_at_random_moments(tmp_path: Path, kind: str, kills: int) -> None
 
 @pytest.mark.kill
 def test_kill_9_in_place(tmp_path: Path) -> None:
-    """With --in-place the source is either the old file or the whole new one."""
+    """With --in-place the source is the old file until the new one, complete and
+    verified, replaces it in one rename: a run killed before that leaves it as it was."""
     work = tmp_path / "w"
     work.mkdir()
     x = np.random.default_rng(3).integers(0, 255, (2000, 64, 64, 3), np.uint8)
     src = work / "x.npy"
     np.save(src, x)
-    old = sha(src)
-    ref = work / "ref.npy"
-    convert_file(src, ref)
-    new = sha(ref)
-    ref.unlink()
+    old, size = sha(src), src.stat().st_size
     random.seed(1)
-    for _ in range(6):
-        proc = start([str(src), "--in-place"])
-        time.sleep(random.uniform(0.0, 1.2))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        assert sha(src) in (old, new)
-        if sha(src) == new:
+    killed = 0
+    for _ in range(18):
+        if killed == 6:
+            break
+        tmp = kill_mid_way([str(src), "--in-place"], src, int(random.uniform(0.0, 1.0) * size))
+        if tmp is None:  # it finished: the whole new file, which is put back for the next try
+            assert np.array_equal(np.load(src), x.transpose(0, 3, 1, 2))
             np.save(src, x)
+            continue
+        killed += 1
+        assert sha(src) == old
 
 
 @contextlib.contextmanager
@@ -157,8 +186,7 @@ def test_disk_filling_up_mid_write(
     else:
         (np.savez if kind == "npz" else np.savez_compressed)(src, x=x)
     before = sha(src)
-    monkeypatch.setattr("kmx_tune.convert.core.check_free_space", lambda *a: None)
-    monkeypatch.setattr("kmx_tune.convert.npz.check_free_space", lambda *a: None)
+    monkeypatch.setattr("kmx_tune.convert.common.check_free_space", lambda *a: None)
     with small_tmpfs(tmp_path / "small", "2m") as small:
         with pytest.raises(DiskFullError, match="no space left on the device"):
             convert_file(src, small / f"x.channels_first{src.suffix}", chunk_bytes=256 << 10)
@@ -194,5 +222,5 @@ def test_stale_temps_of_live_processes_are_kept(tmp_path: Path) -> None:
     other = tmp_path / ".unrelated.kmx-tmp-1-x"
     for p in (mine, dead, other):
         p.write_bytes(b"partial")
-    assert writer.clean_stale_temps(final) == [dead]
+    assert fsio.clean_stale_temps(final) == [dead]
     assert mine.exists() and other.exists() and not dead.exists()

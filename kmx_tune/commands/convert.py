@@ -1,14 +1,25 @@
-"""``kmx-tune convert``: transpose .npy/.npz image datasets on disk."""
+"""``kmx-tune convert``: transpose .npy/.npz image datasets on disk.
+
+Only click is imported at module level; numpy, the converter and rich load inside
+the command."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
+from kmx_tune.formats import CHANNELS_FIRST, FORMATS
+from kmx_tune.options import dry_run_option, json_option
+
 if TYPE_CHECKING:
-    from kmx_tune.convert.core import FileResult
+    from rich.console import Console
+
+    from kmx_tune.convert.common import FileOutcome, Progress
+    from kmx_tune.convert.core import ConvertReport
 
 
 @click.command("convert")
@@ -17,8 +28,8 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--to",
-    type=click.Choice(["channels_first", "channels_last"]),
-    default="channels_first",
+    type=click.Choice(FORMATS),
+    default=CHANNELS_FIRST,
     show_default=True,
     help="Target layout.",
 )
@@ -38,14 +49,12 @@ if TYPE_CHECKING:
     help="Convert only these arrays (repeatable); allows ambiguous shapes.",
 )
 @click.option("--add-channel-axis", is_flag=True, help="Give 3-D (N, H, W) batches a channel axis.")
-@click.option(
-    "--dry-run", is_flag=True, help="List every array and what would happen; write nothing."
-)
+@dry_run_option
 @click.option(
     "--verify", is_flag=True, help="Re-read the whole output and compare it with the source."
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 def convert(
     paths: tuple[Path, ...],
     to: str,
@@ -73,48 +82,11 @@ def convert(
       kmx-tune convert x_train.npy x_test.npy -o converted/
       kmx-tune convert data.npz --key x_train --in-place
     """
-    import contextlib
-    import sys
+    from kmx_tune.convert.core import convert_many
+    from kmx_tune.render import finish
 
-    from kmx_tune.convert.core import FAILED, convert_many
-    from kmx_tune.errors import KmxError
-    from kmx_tune.render import console, emit_json
-
-    err = console(stderr=True)
-    show_bar = not as_json and sys.stderr.isatty()
-    bar: Any = None
-    if show_bar:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-        )
-
-    def on_start(src: Path) -> Any:
-        if bar is None:
-            return None
-        task = bar.add_task(src.name, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        return update
-
-    with bar if bar is not None else contextlib.nullcontext():
-        results = convert_many(
+    with _progress_bar(show=not as_json) as on_start:
+        report = convert_many(
             paths,
             output,
             to=to,
@@ -126,18 +98,49 @@ def convert(
             dry_run=dry_run,
             on_start=on_start,
         )
+    finish(report, as_json, render_report)
 
-    if as_json:
-        emit_json({"to": to, "dry_run": dry_run, "files": [r.to_dict() for r in results]})
-    else:
-        _render(results)
-    failed = [r for r in results if r.status == FAILED]
-    if failed:
-        if len(results) == 1:
-            exc = KmxError(failed[0].message)
-            exc.exit_code = failed[0].exit_code or 1
-            raise exc
-        raise KmxError(f"{len(failed)} of {len(results)} files failed; see above")
+
+@contextlib.contextmanager
+def _progress_bar(show: bool) -> Iterator[Callable[[Path], Progress | None] | None]:
+    """A progress bar on stderr, a line per file, while the block runs; only on a
+    terminal."""
+    import sys
+
+    if not show or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    from rich.progress import Progress as Bar
+
+    from kmx_tune.render import console, plain
+
+    bar = Bar(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console(stderr=True),
+        transient=True,
+    )
+
+    def on_start(src: Path) -> Progress | None:
+        task = bar.add_task(plain(src.name, one_line=True), total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return update
+
+    with bar:
+        yield on_start
 
 
 def _size(n: int) -> str:
@@ -148,34 +151,52 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _render(results: list[FileResult]) -> None:
-    from kmx_tune.convert.core import CONVERTED, FAILED, NOTHING_TO_DO, PLANNED
-    from kmx_tune.render import console
+def render_report(report: ConvertReport) -> None:
+    """A line per file and a table of its arrays; failures as ``Error:`` on stderr: the
+    one failure of a single input in its own words, else how many failed."""
+    from kmx_tune.render import console, safe
 
     out = console()
-    for r in results:
-        if r.status == FAILED:
-            # a single failure is printed once, as the final "Error:" line
-            if len(results) > 1:
-                out.print(f"[red]✗[/red] {r.message}")
-            continue
-        if r.status == CONVERTED:
-            rate = r.bytes_out / r.seconds / 1e6 if r.seconds else 0.0
-            out.print(
-                f"[green]✓[/green] {r.path} -> {r.output}  "
-                f"({_size(r.bytes_out)} in {r.seconds:.2f} s, {rate:.0f} MB/s, check: {r.verified})"
-            )
-        elif r.status == PLANNED:
-            out.print(f"{r.path} -> {r.output}  (dry run: nothing written)")
-        elif r.status == NOTHING_TO_DO:
-            out.print(f"[yellow]-[/yellow] {r.path}: nothing to convert, no file written")
-        rows = [("array", "shape", "dtype", "layout", "action", "what happens")]
-        rows += [
-            (a.name, str(tuple(a.shape)), a.dtype, a.layout, a.action, a.note) for a in r.arrays
-        ]
-        widths = [max(len(row[i]) for row in rows) for i in range(5)]
-        for i, row in enumerate(rows):
-            line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[5]
-            out.print("  " + line, style="bold" if i == 0 else None, markup=False)
-        for t in r.removed_temps:
-            out.print(f"  removed a temporary file left by an interrupted run: {t}")
+    several = len(report.files) > 1
+    for outcome in report.files:
+        _render_outcome(out, outcome, several)
+    failed = report.failed
+    if failed:
+        if several:
+            message = f"{len(failed)} of {len(report.files)} files failed; see above"
+        else:
+            message = failed[0].message
+        click.echo("Error: " + safe(message, one_line=True), err=True)
+
+
+def _render_outcome(out: Console, r: FileOutcome, several: bool) -> None:
+    from kmx_tune.convert.common import CONVERTED, FAILED, NOTHING_TO_DO, PLANNED
+    from kmx_tune.render import plain, safe
+
+    path, output = plain(r.path, one_line=True), plain(r.output, one_line=True)
+    if r.status == FAILED:
+        # a single failure is printed once, as the final "Error:" line
+        if several:
+            out.print(f"[red]✗[/red] {plain(r.message, one_line=True)}")
+        return
+    if r.status == CONVERTED:
+        rate = r.bytes_out / r.seconds / 1e6 if r.seconds else 0.0
+        out.print(
+            f"[green]✓[/green] {path} -> {output}  "
+            f"({_size(r.bytes_out)} in {r.seconds:.2f} s, {rate:.0f} MB/s, check: {r.verified})"
+        )
+    elif r.status == PLANNED:
+        out.print(f"{path} -> {output}  (dry run: nothing written)")
+    elif r.status == NOTHING_TO_DO:
+        out.print(f"[yellow]-[/yellow] {path}: nothing to convert, no file written")
+    table = [("array", "shape", "dtype", "layout", "action", "what happens")]
+    table += [(a.name, str(tuple(a.shape)), a.dtype, a.layout, a.action, a.note) for a in r.arrays]
+    rows = [[safe(cell, one_line=True) for cell in row] for row in table]  # names are data
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for i, row in enumerate(rows):
+        line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[5]
+        out.print("  " + line, style="bold" if i == 0 else None, markup=False)
+    for temp in r.removed_temps:
+        out.print(
+            f"  removed a temporary file left by an interrupted run: {plain(temp, one_line=True)}"
+        )

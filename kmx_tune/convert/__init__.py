@@ -1,9 +1,17 @@
 """Convert image datasets between channels_last and channels_first, on disk
-(:func:`convert_file`) or in memory (:func:`to_channels_first`)."""
+(:func:`convert_file`) or in memory (:func:`to_channels_first`).
+
+On disk: :mod:`.core` picks the files and where each goes, and reports on them;
+:mod:`.npy` and :mod:`.npz` convert one file each, with what they share in
+:mod:`.common`. Below them: :mod:`.layout` (the rules, pure), :mod:`.npyio` and
+:mod:`.zipio` (the file formats), :mod:`.sources` and :mod:`.kernel` (reading and
+transposing the data), :mod:`.deflate` and :mod:`.writer` (compressing and writing it).
+"""
 
 from __future__ import annotations
 
-from kmx_tune.convert.core import FileResult, convert_file
+from kmx_tune.convert.common import FileOutcome
+from kmx_tune.convert.core import convert_file
 from kmx_tune.convert.memory import to_channels_first, to_channels_last
 
-__all__ = ["FileResult", "convert_file", "to_channels_first", "to_channels_last"]
+__all__ = ["FileOutcome", "convert_file", "to_channels_first", "to_channels_last"]

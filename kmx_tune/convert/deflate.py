@@ -55,10 +55,10 @@ def _load(name: str) -> Backend | None:
     return Backend("zlib", zlib, 6)
 
 
-def backend(prefer: str | None = None) -> Backend:
-    """The backend to use: ``prefer`` (or $KMX_TUNE_DEFLATE) if it is installed,
-    else the fastest one that is."""
-    prefer = prefer or os.environ.get("KMX_TUNE_DEFLATE")
+def backend() -> Backend:
+    """The backend to use: the one $KMX_TUNE_DEFLATE names if it is installed, else
+    the fastest one that is."""
+    prefer = os.environ.get("KMX_TUNE_DEFLATE")
     names = ["isal", "zlib-ng", "zlib"]
     if prefer in names:
         names.insert(0, prefer)
@@ -93,14 +93,11 @@ def _deflate_chunk(be: Backend, data: bytes | memoryview, zdict: bytes | None) -
     return bytes(co.compress(data) + co.flush(zlib.Z_SYNC_FLUSH))
 
 
-def deflate_chunks(
-    chunks: Iterable[bytes | memoryview], be: Backend | None = None, workers: int | None = None
-) -> Iterator[bytes]:
+def deflate_chunks(chunks: Iterable[bytes | memoryview], be: Backend) -> Iterator[bytes]:
     """Deflate a stream given in chunks; yields the raw deflate output in order.
 
-    At most ``workers + 1`` chunks are in flight, so memory stays bounded."""
-    be = be or backend()
-    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    At most one chunk more than there are threads is in flight, so memory stays bounded."""
+    workers = max(1, min(4, os.cpu_count() or 1))
     pending: collections.deque[Future[bytes]] = collections.deque()
     prev_tail: bytes | None = None
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kmx-deflate") as pool:
@@ -116,6 +113,6 @@ def deflate_chunks(
     yield _FINAL_EMPTY_BLOCK
 
 
-def inflater(be: Backend | None = None) -> object:
-    """A raw-deflate decompressobj of the fastest backend."""
-    return (be or backend()).module.decompressobj(-15)
+def inflater(be: Backend) -> object:
+    """A raw-deflate decompressobj of ``be``."""
+    return be.module.decompressobj(-15)

@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-CHANNELS_FIRST = "channels_first"
-CHANNELS_LAST = "channels_last"
-FORMATS = (CHANNELS_FIRST, CHANNELS_LAST)
+from kmx_tune.formats import CHANNELS_FIRST, CHANNELS_LAST, other
 
 # detected layouts besides the two formats
 AMBIGUOUS = "ambiguous"  # axis 1 and the last axis both look like channels
@@ -31,10 +29,6 @@ COPY = "copy"  # not an image batch (or not named by --key): copied unchanged
 REFUSE = "refuse"
 
 CHANNEL_SIZES = (1, 3, 4)
-
-
-def other(data_format: str) -> str:
-    return CHANNELS_LAST if data_format == CHANNELS_FIRST else CHANNELS_FIRST
 
 
 def detect_layout(shape: tuple[int, ...]) -> str:

@@ -12,13 +12,14 @@ import numpy as np
 
 from kmx_tune.convert import layout as L
 from kmx_tune.errors import KmxError
+from kmx_tune.formats import CHANNELS_FIRST, CHANNELS_LAST, FORMATS, other
 
 
 def _convert(array: np.ndarray, to: str, assume: str | None, add_channel_axis: bool) -> np.ndarray:
     array = np.asarray(array)
     shape = tuple(int(n) for n in array.shape)
-    if assume is not None and assume not in L.FORMATS:
-        raise KmxError(f"assume must be one of {', '.join(L.FORMATS)}, not {assume!r}")
+    if assume is not None and assume not in FORMATS:
+        raise KmxError(f"assume must be one of {', '.join(FORMATS)}, not {assume!r}")
     if array.ndim == 3:
         if not add_channel_axis:
             raise KmxError(
@@ -30,7 +31,7 @@ def _convert(array: np.ndarray, to: str, assume: str | None, add_channel_axis: b
     layout = assume or L.detect_layout(shape)
     if layout == to:
         return array
-    if layout != L.other(to):
+    if layout != other(to):
         raise KmxError(
             f"cannot tell the layout of shape {shape} ({layout}); pass assume='channels_last' "
             "or assume='channels_first'"
@@ -49,11 +50,11 @@ def to_channels_first(
     - A shape whose layout cannot be told, such as ``(N, 3, 32, 3)``, raises
       :class:`kmx_tune.errors.KmxError` unless ``assume`` says what it is.
     """
-    return _convert(array, L.CHANNELS_FIRST, assume, add_channel_axis)
+    return _convert(array, CHANNELS_FIRST, assume, add_channel_axis)
 
 
 def to_channels_last(
     array: np.ndarray, *, assume: str | None = None, add_channel_axis: bool = True
 ) -> np.ndarray:
     """The reverse of :func:`to_channels_first`: ``(N, H, W, C)`` or ``(N, D, H, W, C)``."""
-    return _convert(array, L.CHANNELS_LAST, assume, add_channel_axis)
+    return _convert(array, CHANNELS_LAST, assume, add_channel_axis)

@@ -7,6 +7,9 @@ last. Writes go through ``O_DIRECT`` in multiples of 4096 bytes; the unaligned t
 of a buffer moves to the front of the next, and the last block is padded and cut
 back with ``ftruncate``. Where ``O_DIRECT`` is refused (tmpfs, some network
 filesystems) the same writes go through the page cache instead.
+
+The temporary file and its rename are :mod:`kmx_tune.fsio`'s; this module only says
+what went wrong in the words a ``convert`` user sees.
 """
 
 from __future__ import annotations
@@ -17,18 +20,15 @@ import fcntl
 import mmap
 import os
 import queue
-import secrets
 import shutil
-import stat
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from kmx_tune import fsio
 from kmx_tune.errors import KmxError
 
 BLOCK = 4096  # O_DIRECT alignment that every Linux block device accepts
-TEMP_MARK = ".kmx-tmp-"
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
@@ -46,11 +46,11 @@ def _disk_full(path: Path) -> DiskFullError:
 class DirectSink:
     """A write-only byte stream onto ``fd`` (opened by the caller, position 0)."""
 
-    def __init__(self, fd: int, path: Path, chunk_bytes: int, direct: bool = True) -> None:
+    def __init__(self, fd: int, path: Path, chunk_bytes: int) -> None:
         self.fd = fd
         self.path = path
         self.direct = False
-        if direct and _O_DIRECT:
+        if _O_DIRECT:
             try:
                 flags = fcntl.fcntl(fd, fcntl.F_GETFL)
                 fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT)
@@ -173,42 +173,6 @@ class DirectSink:
         raise KmxError(f"{self.path}: cannot write: {exc.strerror}") from None
 
 
-def temp_name(final: Path) -> Path:
-    return final.with_name(f".{final.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
-
-
-def clean_stale_temps(final: Path) -> list[Path]:
-    """Remove temporary files that an interrupted run left for this output.
-
-    Only names this module makes (``.NAME.kmx-tmp-PID-XXXXXXXX``) whose process is
-    gone are removed; a run still in progress keeps its file."""
-    removed: list[Path] = []
-    prefix = f".{final.name}{TEMP_MARK}"
-    with contextlib.suppress(OSError):
-        for entry in final.parent.iterdir():
-            if not entry.name.startswith(prefix):
-                continue
-            pid_text = entry.name[len(prefix) :].split("-", 1)[0]
-            if not pid_text.isdigit() or _alive(int(pid_text)):
-                continue
-            with contextlib.suppress(OSError):
-                entry.unlink()
-                removed.append(entry)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def check_free_space(folder: Path, need: int) -> None:
     free = shutil.disk_usage(folder).free
     # keep a margin: filesystems need some blocks for their own metadata
@@ -219,73 +183,25 @@ def check_free_space(folder: Path, need: int) -> None:
         )
 
 
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems do not fsync directories; the rename is still atomic
-        pass
-    finally:
-        os.close(fd)
-
-
-@dataclass
-class TempFile:
-    path: Path
-    fd: int
-
-
 @contextlib.contextmanager
-def temp_output(final: Path) -> Iterator[TempFile]:
-    """A temporary file beside ``final``; removed on any failure, kept on success
-    (the caller publishes it with :func:`publish`)."""
-    tmp = temp_name(final)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _disk_full(final) from None
-        raise KmxError(
-            f"{final.parent}: cannot create the output there: {exc.strerror}; "
-            "write it elsewhere with -o DIR/"
-        ) from None
-    handle = TempFile(tmp, fd)
-    ok = False
-    try:
-        yield handle
-        ok = True
-    finally:
-        if handle.fd >= 0:
-            os.close(handle.fd)
-            handle.fd = -1
-        if not ok:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-
-
-def publish(tmp: Path, final: Path, overwrite: bool, *, like: Path | None = None) -> None:
-    """Give the complete, synced temporary file its final name, atomically.
-
-    ``like``: a file whose mode (and, where allowed, owner) the new file takes: the
-    input it replaces with ``--in-place``, so a private dataset stays private."""
-    if like is not None:
-        st = os.stat(like)
-        with contextlib.suppress(OSError):  # only root may give a file away
-            if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
-                os.chown(tmp, st.st_uid, st.st_gid)
-        os.chmod(tmp, stat.S_IMODE(st.st_mode))
-    if not overwrite:
+def open_temp(final: Path) -> Iterator[fsio.TempFile]:
+    """:func:`kmx_tune.fsio.temp_output` for ``final``, failing in convert's words."""
+    with contextlib.ExitStack() as stack:
         try:
-            # a hard link fails if the name exists: no window in which we could clobber it
-            os.link(tmp, final)
-        except FileExistsError:
-            raise KmxError(f"{final} exists; pass --force to overwrite it") from None
-        except OSError:  # no hard links here (some network and FAT filesystems)
-            if final.exists():
-                raise KmxError(f"{final} exists; pass --force to overwrite it") from None
-            os.replace(tmp, final)
-        else:
-            tmp.unlink()
-    else:
-        os.replace(tmp, final)
-    fsync_dir(final.parent)
+            tmp = stack.enter_context(fsio.temp_output(final))
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _disk_full(final) from None
+            raise KmxError(
+                f"{final.parent}: cannot create the output there: {exc.strerror}; "
+                "write it elsewhere with -o DIR/"
+            ) from None
+        yield tmp
+
+
+def publish_output(tmp: Path, final: Path, *, overwrite: bool, like: Path | None = None) -> None:
+    """:func:`kmx_tune.fsio.publish`; an output that exists says to pass ``--force``."""
+    try:
+        fsio.publish(tmp, final, overwrite=overwrite, like=like)
+    except fsio.OutputExistsError:
+        raise KmxError(f"{final} exists; pass --force to overwrite it") from None
