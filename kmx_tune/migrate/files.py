@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import ast
 import os
-import stat
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +14,7 @@ from libcst.metadata import MetadataWrapper
 
 from kmx_tune.errors import KmxError, UsageError
 from kmx_tune.formats import CHANNELS_FIRST, FORMATS
+from kmx_tune.fsio import atomic_write
 from kmx_tune.migrate.model import (
     NOT_REWRITTEN,
     CodeFinding,
@@ -113,48 +112,38 @@ def iter_python_files(paths: Iterable[Path]) -> Iterator[Path]:
                 yield file
 
 
-def migrate_paths(paths: Sequence[Path], to: str = CHANNELS_FIRST) -> MigrationResult:
+def migrate_paths(
+    paths: Sequence[Path], to: str = CHANNELS_FIRST, *, write: bool = False
+) -> MigrationResult:
+    """Check the .py files under *paths* and, with *write*, rewrite each changed one in
+    place. Raises KmxError when a file cannot be written (those before it already are)."""
     _check_to(to)
-    results = []
-    for file in iter_python_files(paths):
-        try:
-            data = file.read_bytes()
-        except OSError as exc:
-            error = CodeFinding(
-                str(file), 1, 1, "E902", f"could not read: {exc.strerror}", None, False
-            )
-            results.append(FileReport(str(file), (error,), b"", None))
-            continue
-        results.append(migrate_source(data, to, str(file)))
-    return MigrationResult(to, tuple(results))
+    reports = [_migrate_file(file, to) for file in iter_python_files(paths)]
+    if write:
+        reports = [replace(fr, written=True) if write_file(fr) else fr for fr in reports]
+    return MigrationResult(to, tuple(reports), write)
 
 
-def write_file(result: FileReport) -> bool:
-    """Write the rewritten text in place, atomically (a temporary file in the same
-    folder, then os.replace), keeping the file's mode. Returns True if written."""
-    if not result.changed or result.new_source is None:
-        return False
-    target = Path(os.path.realpath(result.path))
+def _migrate_file(file: Path, to: str) -> FileReport:
     try:
-        _replace_atomically(target, result.new_source)
+        data = file.read_bytes()
+    except OSError as exc:
+        error = CodeFinding(str(file), 1, 1, "E902", f"could not read: {exc.strerror}", None, False)
+        return FileReport(str(file), (error,), b"", None)
+    return migrate_source(data, to, str(file))
+
+
+def write_file(report: FileReport) -> bool:
+    """Write the rewritten text in place, atomically, keeping the file's mode (through
+    a symlink: the file it points to). Returns True if written."""
+    if not report.changed or report.new_source is None:
+        return False
+    target = Path(os.path.realpath(report.path))
+    try:
+        atomic_write(target, report.new_source, like=target.stat())
     except OSError as exc:
         raise KmxError(
-            f"could not write {result.path}: {exc.strerror or exc}. Check that the file and its "
+            f"could not write {report.path}: {exc.strerror or exc}. Check that the file and its "
             "folder are writable; files before it in the list were already rewritten."
         ) from exc
     return True
-
-
-def _replace_atomically(target: Path, data: bytes) -> None:
-    mode = stat.S_IMODE(target.stat().st_mode)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".kmx-tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,12 +1,15 @@
 """What a migration finds and gives back: the rule table, one finding in code
 (:class:`CodeFinding`), one file's findings and rewrite (:class:`FileReport`), and the
-whole run (:class:`MigrationResult`)."""
+whole run (:class:`MigrationResult`, the command's result)."""
 
 from __future__ import annotations
 
 import difflib
 import os
 from dataclasses import dataclass
+from typing import Any
+
+SCHEMA = "kmx-tune/migrate/1"
 
 
 @dataclass(frozen=True)
@@ -64,13 +67,15 @@ class CodeFinding:
 @dataclass(frozen=True)
 class FileReport:
     """The findings in one file, its text before and after the fixable rewrites.
-    ``new_source`` is None when the file could not be parsed."""
+    ``new_source`` is None when the file could not be parsed (or read); ``written``
+    says the rewrite was written in place."""
 
     path: str
     findings: tuple[CodeFinding, ...]
     source: bytes
     new_source: bytes | None
     encoding: str = "utf-8"
+    written: bool = False
 
     @property
     def parse_error(self) -> bool:
@@ -79,6 +84,10 @@ class FileReport:
     @property
     def changed(self) -> bool:
         return self.new_source is not None and self.new_source != self.source
+
+    def is_fixed(self, finding: CodeFinding) -> bool:
+        """Whether *finding*, one of this file's, is fixed on disk."""
+        return self.written and finding.fixable
 
     def diff(self) -> str:
         """A unified diff of the rewrite, empty when nothing changes."""
@@ -99,8 +108,12 @@ class FileReport:
 
 @dataclass(frozen=True)
 class MigrationResult:
+    """A whole run: every file checked for the layout ``to`` and, with ``write``, the
+    rewrites written in place."""
+
     to: str
     files: tuple[FileReport, ...]
+    write: bool = False
 
     @property
     def findings(self) -> tuple[CodeFinding, ...]:
@@ -113,3 +126,28 @@ class MigrationResult:
     @property
     def unfixable_count(self) -> int:
         return sum(1 for f in self.findings if not f.fixable)
+
+    @property
+    def files_written(self) -> int:
+        return sum(1 for fr in self.files if fr.written)
+
+    @property
+    def fixed_count(self) -> int:
+        return sum(1 for fr in self.files for f in fr.findings if fr.is_fixed(f))
+
+    @property
+    def exit_code(self) -> int:
+        """0: nothing to do. 1: findings; with ``write``, findings left to fix by hand
+        (files that could not be parsed among them)."""
+        remaining = self.unfixable_count if self.write else len(self.findings)
+        return 1 if remaining else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "to": self.to,
+            "write": self.write,
+            "files_checked": len(self.files),
+            "files_written": self.files_written,
+            "findings": [f.to_json(fixed=fr.is_fixed(f)) for fr in self.files for f in fr.findings],
+        }
