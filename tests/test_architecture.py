@@ -77,3 +77,14 @@ def test_the_graph_sees_imports_inside_functions() -> None:
 def test_no_import_cycles() -> None:
     cycle = find_cycle(import_graph())
     assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_long_modules_say_why_they_are_one_piece() -> None:
+    unexplained = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").count("\n")
+        if lines > LONG_MODULE:
+            doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+            if ONE_PIECE not in doc:
+                unexplained.append(f"{path.relative_to(PACKAGE)} ({lines} lines)")
+    assert unexplained == [], f"modules over {LONG_MODULE} lines: {unexplained}"

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from kmx_tune.cli import cli
+from kmx_tune.migrate import migrate_paths
+from tests.cli import kmx, kmx_json
 
 DATA = Path(__file__).parent / "data" / "migrate"
 
@@ -31,8 +30,7 @@ UNFIXABLE = "m = concatenate([u, v], axis=-1)\n"
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["migrate", *args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    result = kmx("migrate", *args)
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -114,6 +112,20 @@ def test_write_exits_1_when_findings_are_left_to_fix_by_hand(tmp_path: Path) -> 
     assert path.read_text() == MODEL_FIRST + UNFIXABLE
 
 
+def test_the_core_writes_and_computes_the_exit_status(tmp_path: Path) -> None:
+    fixable, mixed = tmp_path / "fixable.py", tmp_path / "mixed.py"
+    fixable.write_text(MODEL)
+    mixed.write_text(MODEL + UNFIXABLE)
+    report = migrate_paths([tmp_path])
+    assert (report.exit_code, report.files_written, report.fixed_count) == (1, 0, 0)
+    assert fixable.read_text() == MODEL
+    assert migrate_paths([fixable], write=True).exit_code == 0  # all fixed
+    result = migrate_paths([tmp_path], write=True)
+    assert (result.exit_code, result.files_written, result.fixed_count) == (1, 1, 2)
+    assert [fr.written for fr in result.files] == [False, True]  # fixable.py: already done
+    assert mixed.read_text() == MODEL_FIRST + UNFIXABLE
+
+
 def test_unparseable_file_is_reported_skipped_and_never_rewritten(project: Path) -> None:
     bad = project / "bad.py"
     bad.write_text("print 'python 2'\ninput_shape=(28, 28, 1)\n")
@@ -140,14 +152,29 @@ def test_a_failed_write_is_an_error_and_leaves_the_file_whole(
     assert code == 1
     assert f"Error: could not write {path}: Permission denied." in err
     assert path.read_text() == MODEL
-    assert not list(tmp_path.glob("*kmx-tmp"))  # the temporary file is gone
+    assert not [p for p in tmp_path.iterdir() if "kmx-tmp" in p.name]  # the temporary file is gone
+
+
+def test_control_characters_in_a_file_name_reach_the_terminal_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "m\x1b]0;owned\x07.py"
+    path.write_text(MODEL)
+    code, out, _ = run(str(path))
+    assert code == 1
+    assert "\x1b" not in out and "\x07" not in out
+    assert out.startswith(f"{tmp_path}/m\\x1b]0;owned\\x07.py:3:42: KMX101 ")
 
 
 def test_json_lists_findings(project: Path) -> None:
-    code, out, _ = run("--json", str(project / "pkg"))
+    code, data = kmx_json("migrate", str(project / "pkg"))
     assert code == 1
-    data = json.loads(out)
-    assert data[0] == {
+    assert {k: v for k, v in data.items() if k != "findings"} == {
+        "schema": "kmx-tune/migrate/1",
+        "to": "channels_first",
+        "write": False,
+        "files_checked": 1,
+        "files_written": 0,
+    }
+    assert data["findings"][0] == {
         "file": str(project / "pkg" / "model.py"),
         "line": 3,
         "col": 42,
@@ -157,19 +184,36 @@ def test_json_lists_findings(project: Path) -> None:
         "fixable": True,
         "fixed": False,
     }
-    assert [d["code"] for d in data] == ["KMX101", "KMX201"]
+    assert [d["code"] for d in data["findings"]] == ["KMX101", "KMX201"]
+
+
+def test_json_of_clean_code_exits_0(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text(MODEL_FIRST)
+    code, data = kmx_json("migrate", "--write", str(tmp_path))
+    assert code == 0
+    assert (data["write"], data["files_checked"], data["files_written"]) == (True, 1, 0)
+    assert data["findings"] == []
 
 
 def test_json_with_write_marks_what_was_fixed(tmp_path: Path) -> None:
     path = tmp_path / "m.py"
     path.write_text(MODEL + UNFIXABLE)
-    code, out, _ = run("--json", "--write", str(path))
+    code, data = kmx_json("migrate", "--write", str(path))
     assert code == 1
-    assert [(d["code"], d["fixed"]) for d in json.loads(out)] == [
+    assert (data["write"], data["files_checked"], data["files_written"]) == (True, 1, 1)
+    assert [(d["code"], d["fixed"]) for d in data["findings"]] == [
         ("KMX101", True),
         ("KMX201", True),
         ("KMX202", False),
     ]
+
+
+def test_json_usage_error_is_json_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, data = kmx_json("migrate", "--diff", ".")
+    assert code == 2
+    assert data["schema"] == "kmx-tune/error/1"
+    assert "--json and --diff cannot be combined" in data["error"]
 
 
 @pytest.mark.parametrize(
@@ -205,7 +249,7 @@ def test_round_trip_on_the_real_examples_through_the_cli(tmp_path: Path) -> None
 
 
 def test_help_has_an_example() -> None:
-    result = CliRunner().invoke(cli, ["migrate", "--help"])
+    result = kmx("migrate", "--help")
     assert result.exit_code == 0
     assert "Example:" in result.output
     assert "kmx-tune migrate --write" in result.output

@@ -6,17 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from kmx_tune.cli import cli
 from kmx_tune.migrate import migrate_source
+from tests.cli import kmx
 
 BODY = b"x = Input(shape=(28, 28, 1))\ny = BatchNormalization(axis=-1)(x)\n"
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["migrate", *args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    result = kmx("migrate", *args)
     return result.exit_code, result.stdout, result.stderr
 
 

@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from kmx_tune.formats import CHANNELS_FIRST, FORMATS
+from kmx_tune.options import json_option
+
 if TYPE_CHECKING:
     from kmx_tune.migrate import MigrationResult
 
@@ -16,14 +19,14 @@ if TYPE_CHECKING:
 @click.option(
     "--to",
     "to",
-    type=click.Choice(["channels_first", "channels_last"]),
-    default="channels_first",
+    type=click.Choice(FORMATS),
+    default=CHANNELS_FIRST,
     show_default=True,
     help="The image layout to migrate the code to.",
 )
 @click.option("--diff", "show_diff", is_flag=True, help="Print a unified diff of the rewrites.")
 @click.option("--write", is_flag=True, help="Apply the rewrites in place (atomically per file).")
-@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@json_option
 def migrate(paths: tuple[Path, ...], to: str, show_diff: bool, write: bool, as_json: bool) -> None:
     """Find and rewrite channels_last assumptions in Keras model code.
 
@@ -44,41 +47,40 @@ def migrate(paths: tuple[Path, ...], to: str, show_diff: bool, write: bool, as_j
       kmx-tune migrate --to channels_last --write src/   # and back again
     """
     from kmx_tune.errors import UsageError
-    from kmx_tune.migrate import migrate_paths, write_file
-    from kmx_tune.render import emit_json
+    from kmx_tune.migrate import migrate_paths
+    from kmx_tune.render import finish
 
     if as_json and show_diff:
         raise UsageError("--json and --diff cannot be combined; pick one.")
-    result = migrate_paths(list(paths), to)
-    written = [fr for fr in result.files if write and write_file(fr)]
-    fixed = {id(f) for fr in written for f in fr.findings if f.fixable}
-    if as_json:
-        emit_json([f.to_json(fixed=id(f) in fixed) for f in result.findings])
-    else:
-        if show_diff:
-            for fr in result.files:
-                if fr.changed:
-                    click.echo(fr.diff(), nl=False)
-        if not show_diff or write:
-            for finding in result.findings:
-                if write and id(finding) in fixed:
-                    continue
-                click.echo(
-                    f"{finding.path}:{finding.line}:{finding.col}: {finding.code} {finding.message}"
-                )
-        click.echo(_summary(result, len(written), len(fixed), write), err=True)
-    remaining = result.unfixable_count if write else len(result.findings)
-    click.get_current_context().exit(1 if remaining else 0)
+    result = migrate_paths(list(paths), to, write=write)
+    finish(result, as_json, lambda r: render_text(r, show_diff))
 
 
-def _summary(result: MigrationResult, files_written: int, fixed: int, write: bool) -> str:
+def render_text(result: MigrationResult, show_diff: bool) -> None:
+    """The diff (with --diff), one line per finding not fixed on disk (without --diff,
+    or with --write), and a summary on stderr."""
+    from kmx_tune.render import safe
+
+    if show_diff:
+        for report in result.files:
+            if report.changed:
+                # a patch, printed as it is so that it still applies
+                click.echo(report.diff(), nl=False)
+    if not show_diff or result.write:
+        for report in result.files:
+            for f in report.findings:
+                if not report.is_fixed(f):
+                    click.echo(f"{safe(f.path)}:{f.line}:{f.col}: {f.code} {safe(f.message)}")
+    click.echo(_summary(result), err=True)
+
+
+def _summary(result: MigrationResult) -> str:
     files = len(result.files)
     total = len(result.findings)
-    if write:
-        left = result.unfixable_count
+    if result.write:
         return (
-            f"Fixed {fixed} finding(s) in {files_written} file(s) for {result.to}; "
-            f"{left} left to fix by hand ({files} file(s) checked)."
+            f"Fixed {result.fixed_count} finding(s) in {result.files_written} file(s) for "
+            f"{result.to}; {result.unfixable_count} left to fix by hand ({files} file(s) checked)."
         )
     if total == 0:
         return f"No findings: {files} file(s) ready for {result.to}."
