@@ -19,11 +19,23 @@ from kmx_tune.formats import CHANNELS_FIRST, FORMATS
 
 SCHEMA = "kmx-tune/convert/1"
 
+
+
+def _convert_h5(src: Path, final: Path, opts: Options, progress: Progress | None) -> FileOutcome:
+    # h5py loads only when an HDF5 file is converted
+    from kmx_tune.convert.h5 import convert_h5
+
+    return convert_h5(src, final, opts, progress)
+
+
 # suffix -> how a file of that kind is converted
 _CONVERTERS: dict[str, Callable[[Path, Path, Options, Progress | None], FileOutcome]] = {
     ".npy": convert_npy,
     ".npz": convert_npz,
+    ".h5": _convert_h5,  # HDF5 datasets, Keras models and weights files
+    ".hdf5": _convert_h5,
 }
+KINDS = ".npy, .npz, .h5 or .hdf5"
 
 
 @dataclass(frozen=True)
@@ -113,7 +125,7 @@ def convert_file(
     suffix = src.suffix.lower()
     convert = _CONVERTERS.get(suffix)
     if convert is None:
-        raise UsageError(f"{src}: not a .npy or .npz file")
+        raise UsageError(f"{src}: not a {KINDS} file")
     return convert(src, _final_path(src, output, opts), opts, progress)
 
 
@@ -183,6 +195,14 @@ def _check_keys_somewhere(inputs: Sequence[Path], keys: Collection[str]) -> None
         if src.suffix.lower() == ".npy":
             names.add(src.stem)
             continue
+        if src.suffix.lower() in (".h5", ".hdf5"):
+            from kmx_tune.convert.h5 import dataset_names
+
+            try:
+                names.update(dataset_names(src))
+            except (OSError, ValueError, RuntimeError):
+                return
+            continue
         try:
             with zipfile.ZipFile(src) as zf:
                 names.update(n[:-4] if n.endswith(".npy") else n for n in zf.namelist())
@@ -216,7 +236,7 @@ def convert_many(
         raise UsageError("--in-place and -o do not go together; pick one")
     inputs = expand_inputs(paths, to)
     if not inputs:
-        raise UsageError("no .npy or .npz files found in the paths given")
+        raise UsageError(f"no {KINDS} files found in the paths given")
     if keys and len(inputs) > 1:
         _check_keys_somewhere(inputs, keys)
     outs = output_paths(inputs, output, to, folder=any(Path(p).is_dir() for p in paths))

@@ -1,0 +1,524 @@
+"""Converting one HDF5 file (h5py): ``keras.utils.HDF5Matrix`` datasets and the rest.
+
+A ``.h5`` is one of three things, told apart by its root attributes
+(:func:`sniff`): a Keras model from ``model.save()`` (``model_config``), a weights
+file from ``save_weights()`` (``layer_names``), or a dataset file. Models go to
+:mod:`.keras_model`; this module converts dataset files.
+
+Every dataset is planned by :mod:`.layout`'s rules under its path (``x_train``,
+``train/images``), like an array in an .npz. The output is a new HDF5 file beside the
+final name: datasets that do not change, named datatypes and whole groups without a
+converted dataset are copied by HDF5 itself (``H5Ocopy``: filters, chunks, attributes
+and all); soft and external links are recreated; a converted dataset gets the source's
+creation properties (its compression and other filters, fill value, maxshape) with
+the new shape, and chunks of whole channels_first samples (about 1 MiB each, so a batch
+read touches few chunks) where the source was chunked; a contiguous source stays
+contiguous (a batch of samples is then one contiguous read). The data streams through
+two fixed buffers a few MB each: rows are read in chunk-aligned blocks, transposed on
+all cores (:func:`.kernel.copy_block`) and written, while a reader thread fetches the
+next block. The file is synced, checked against the source and only then renamed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kmx_tune.convert import layout as L
+from kmx_tune.convert.common import (
+    NOTHING_TO_DO,
+    PLANNED,
+    FileOutcome,
+    Options,
+    Progress,
+    check_keys,
+    converted,
+    open_regular,
+    prepare_output,
+    publish,
+    refusal_message,
+)
+from kmx_tune.convert.kernel import copy_block
+from kmx_tune.convert.npyio import FormatError
+from kmx_tune.convert.writer import DiskFullError, open_temp
+from kmx_tune.errors import KmxError
+
+MODEL = "model"  # a Keras model saved with model.save()
+WEIGHTS = "weights"  # a Keras weights file saved with model.save_weights()
+DATA = "data"
+
+SUFFIXES = (".h5", ".hdf5")
+CHUNK_TARGET = 1 << 20  # bytes per output chunk: HDF5's default chunk cache holds one
+_READ_CACHE_MAX = 64 << 20  # the source's chunk cache: one band of source chunks, at most
+
+
+def _h5py() -> Any:
+    import h5py
+
+    return h5py
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    text = str(exc)
+    return (
+        getattr(exc, "errno", None) in (28, 122)
+        or "No space left" in text
+        or "errno = 28" in text
+        or "Disk quota" in text
+    )
+
+
+@contextlib.contextmanager
+def _reading(where: str) -> Iterator[None]:
+    """h5py's errors while reading ``where``, as one line that says what to do."""
+    try:
+        yield
+    except KmxError:
+        raise
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise FormatError(
+            f"{where}: cannot read it as HDF5 ({_first_line(exc)}); the file is truncated, "
+            "corrupt or not HDF5"
+        ) from None
+
+
+@contextlib.contextmanager
+def _writing(final: Path) -> Iterator[None]:
+    try:
+        yield
+    except KmxError:
+        raise
+    except (OSError, RuntimeError, ValueError) as exc:
+        if _is_disk_full(exc):
+            raise DiskFullError(
+                f"{final.parent}: no space left on the device; nothing was written and the "
+                "source is untouched; free some space or write elsewhere with -o"
+            ) from None
+        raise KmxError(f"{final}: cannot write it: {_first_line(exc)}") from None
+
+
+def sniff(src: Path) -> str:
+    """MODEL, WEIGHTS or DATA: what kind of HDF5 file ``src`` is. Raises FormatError
+    (one line) when it cannot be read as HDF5."""
+    fd, _size = open_regular(src)  # refuses folders, FIFOs and empty files first
+    os.close(fd)
+    h5py = _h5py()
+    with _reading(str(src)), h5py.File(src, "r") as f:
+        attrs = set(f.attrs.keys())
+    if "model_config" in attrs:
+        return MODEL
+    if "layer_names" in attrs:
+        return WEIGHTS
+    return DATA
+
+
+def dataset_names(src: Path) -> list[str]:
+    """The paths of the datasets in ``src`` (for ``--key`` checks across files)."""
+    h5py = _h5py()
+    names: list[str] = []
+    with h5py.File(src, "r") as f:
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    return names
+
+
+def convert_h5(src: Path, final: Path, opts: Options, progress: Progress | None) -> FileOutcome:
+    """Convert ``src``: a Keras model or weights file through :mod:`.keras_model`, a
+    dataset file here."""
+    kind = sniff(src)
+    if kind != DATA:
+        from kmx_tune.convert.keras_model import convert_model
+
+        return convert_model(src, final, opts, progress, weights_only=kind == WEIGHTS)
+    return convert_h5_data(src, final, opts, progress)
+
+
+# -- planning -------------------------------------------------------------------------
+
+
+def _dtype_str(dtype: np.dtype) -> str:
+    if dtype.hasobject:
+        return "vlen"
+    if dtype.fields is not None or dtype.subdtype is not None:
+        return str(dtype)
+    return dtype.name if dtype.isnative else dtype.str
+
+
+def _plan_dataset(path: str, dset: Any, opts: Options) -> L.ArrayPlan:
+    shape = dset.shape
+    if shape is None:  # an empty (null dataspace) dataset
+        return L.ArrayPlan(path, (), "", L.NOT_IMAGE, L.COPY, (), "empty dataset: copied")
+    shape = tuple(int(n) for n in shape)
+    dtype = dset.dtype
+    plan = L.plan_array(
+        path,
+        shape,
+        _dtype_str(dtype),
+        opts.to,
+        keys=opts.keys,
+        add_channel_axis=opts.add_channel_axis,
+    )
+    if plan.action not in (L.TRANSPOSE, L.ADD_CHANNEL_AXIS):
+        return plan
+    why = _cannot_convert(dset)
+    if why:
+        return dataclasses.replace(plan, action=L.REFUSE, out_shape=shape, perm=None, note=why)
+    return plan
+
+
+def _cannot_convert(dset: Any) -> str:
+    h5py = _h5py()
+    if dset.dtype.hasobject:
+        return "variable-length or reference data: not image data kmx-tune can transpose"
+    dcpl = dset.id.get_create_plist()
+    if dcpl.get_external_count():
+        return (
+            "its data lives in external raw files (H5Pset_external): converting it would "
+            "overwrite them; copy the data into the HDF5 file first"
+        )
+    if dcpl.get_layout() == h5py.h5d.VIRTUAL:
+        return "a virtual dataset (its data lives in other files): convert those files instead"
+    return ""
+
+
+def _plans(f: Any, opts: Options) -> list[tuple[L.ArrayPlan, Any]]:
+    h5py = _h5py()
+    found: list[tuple[L.ArrayPlan, Any]] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            found.append((_plan_dataset(name, obj, opts), obj))
+
+    f.visititems(visit)
+    return found
+
+
+def _changes(plan: L.ArrayPlan) -> bool:
+    return plan.action in (L.TRANSPOSE, L.ADD_CHANNEL_AXIS)
+
+
+def convert_h5_data(
+    src: Path, final: Path, opts: Options, progress: Progress | None
+) -> FileOutcome:
+    t0 = time.perf_counter()
+    h5py = _h5py()
+    size = src.stat().st_size
+    with _reading(str(src)), h5py.File(src, "r") as f:
+        found = _plans(f, opts)
+    plans = tuple(p for p, _ in found)
+    check_keys(src, [p.name for p in plans], opts)
+    if any(p.action == L.REFUSE for p in plans):
+        raise KmxError(refusal_message(src, plans))
+    planned = FileOutcome(str(src), PLANNED, plans, str(final), bytes_in=size)
+    if not any(_changes(p) for p in plans):
+        return dataclasses.replace(
+            planned, status=NOTHING_TO_DO, output=None, message="nothing to convert"
+        )
+    if opts.dry_run:
+        return planned
+    removed = prepare_output(src, final, opts, size + (1 << 20))
+    written = _write(src, final, {p.name: p for p in plans if _changes(p)}, opts, progress)
+    return converted(planned, written, t0, opts, removed)
+
+
+# -- writing --------------------------------------------------------------------------
+
+
+@dataclass
+class _Copier:
+    """One file being written: the converted datasets by path, the objects already
+    written (hard links to them become hard links), progress."""
+
+    fin: Any
+    fout: Any
+    todo: dict[str, L.ArrayPlan]
+    opts: Options
+    progress: Progress | None
+    total: int
+    done: int = 0
+
+    def __post_init__(self) -> None:
+        self.seen: dict[Any, str] = {}
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.progress:
+            self.progress(self.done, self.total)
+
+
+def _write(
+    src: Path, final: Path, todo: dict[str, L.ArrayPlan], opts: Options, progress: Progress | None
+) -> int:
+    h5py = _h5py()
+    with open_temp(final) as tmp:
+        with _reading(str(src)), h5py.File(
+            src, "r", rdcc_nbytes=_READ_CACHE_MAX, rdcc_nslots=10007
+        ) as fin:
+            total = sum(math.prod(p.shape) * fin[p.name].dtype.itemsize for p in todo.values())
+            with _writing(final):
+                fout = h5py.File(tmp.path, "w", libver=fin.libver)
+                try:
+                    copier = _Copier(fin, fout, todo, opts, progress, total)
+                    _copy_group(copier, fin, fout, "")
+                finally:
+                    fout.close()
+        with _writing(final):
+            os.fsync(tmp.fd)
+        written = os.fstat(tmp.fd).st_size
+        verify_h5(src, tmp.path, todo, full=opts.verify, where=str(final))
+        publish(tmp.path, src, final, opts)
+    return written
+
+
+def _copy_attrs(src: Any, dst: Any) -> None:
+    """Every attribute, with its HDF5 type (fixed or variable-length strings stay so)."""
+    for name in src.attrs:
+        aid = src.attrs.get_id(name)
+        dst.attrs.create(name, src.attrs[name], shape=aid.shape, dtype=aid.dtype)
+
+
+def _copy_group(c: _Copier, gin: Any, gout: Any, prefix: str) -> None:
+    h5py = _h5py()
+    _copy_attrs(gin, gout)
+    for name in gin:
+        link = gin.get(name, getlink=True)
+        if isinstance(link, h5py.SoftLink):
+            gout[name] = h5py.SoftLink(link.path)
+            continue
+        if isinstance(link, h5py.ExternalLink):
+            gout[name] = h5py.ExternalLink(link.filename, link.path)
+            continue
+        obj = gin[name]
+        path = prefix + name
+        first = c.seen.get(obj.id)
+        if first is not None:  # a second hard link to an object already written
+            gout[name] = c.fout[first]
+            continue
+        c.seen[obj.id] = path
+        if isinstance(obj, h5py.Group) and any(k.startswith(path + "/") for k in c.todo):
+            gcpl = obj.id.get_create_plist()
+            sub = h5py.Group(h5py.h5g.create(gout.id, name.encode(), gcpl=gcpl))
+            _copy_group(c, obj, sub, path + "/")
+        elif path in c.todo:
+            _convert_dataset(c, obj, gout, name, c.todo[path])
+        else:
+            gin.copy(obj, gout, name=name)  # H5Ocopy: data, filters, attributes as they are
+
+
+def _out_chunks(out_shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Whole samples per chunk, about CHUNK_TARGET bytes: a channels_first batch read
+    then decompresses only the samples it needs."""
+    sample = math.prod(out_shape[1:]) * itemsize
+    rows = max(1, min(out_shape[0] or 1, CHUNK_TARGET // max(1, sample)))
+    return (rows, *(max(1, n) for n in out_shape[1:]))
+
+
+def _maxshape(dset: Any, plan: L.ArrayPlan, to: str) -> tuple[int | None, ...] | None:
+    """The source's maxshape (a resizable dataset), in the output's axis order."""
+    if dset.maxshape is None or tuple(dset.maxshape) == tuple(plan.shape):
+        return None
+    ms: tuple[Any, ...] = tuple(dset.maxshape)
+    if plan.action == L.TRANSPOSE:
+        assert plan.perm is not None
+        return tuple(ms[a] for a in plan.perm)
+    return L.with_channel_axis(ms, to)
+
+
+def _convert_dataset(c: _Copier, dset: Any, gout: Any, name: str, plan: L.ArrayPlan) -> None:
+    h5py = _h5py()
+    out_shape = plan.out_shape
+    dcpl = dset.id.get_create_plist()
+    chunked = dcpl.get_layout() == h5py.h5d.CHUNKED
+    if chunked:
+        dcpl.set_chunk(_out_chunks(out_shape, dset.dtype.itemsize))
+    maxshape = _maxshape(dset, plan, c.opts.to)
+    if maxshape is not None:
+        space = h5py.h5s.create_simple(
+            out_shape, tuple(h5py.h5s.UNLIMITED if m is None else m for m in maxshape)
+        )
+    else:
+        space = h5py.h5s.create_simple(out_shape)
+    dsid = h5py.h5d.create(gout.id, name.encode(), dset.id.get_type(), space, dcpl=dcpl)
+    out = h5py.Dataset(dsid)
+    _copy_attrs(dset, out)
+    _stream(c, dset, out, plan)
+
+
+def _block_rows(dset: Any, out: Any, chunk_bytes: int) -> int:
+    """Rows per block: about ``chunk_bytes``, a whole number of output chunks, and at
+    least one source chunk's rows when the source is chunked."""
+    sample = max(1, math.prod(dset.shape[1:]) * dset.dtype.itemsize)
+    rows = max(1, chunk_bytes // sample)
+    if out.chunks:
+        k = out.chunks[0]
+        rows = max(k, rows // k * k)
+    if dset.chunks:
+        rows = max(rows, dset.chunks[0])
+    return min(rows, max(1, dset.shape[0]))
+
+
+def _stream(c: _Copier, dset: Any, out: Any, plan: L.ArrayPlan) -> None:
+    """Rows of ``dset``, a block at a time, transposed (or given their channel axis)
+    into ``out``. A reader thread fills one input buffer while the other is transposed;
+    the source and output buffers are allocated once."""
+    n = dset.shape[0]
+    if n == 0:
+        return
+    rows = _block_rows(dset, out, c.opts.chunk_bytes)
+    in_bufs = [np.empty((rows, *dset.shape[1:]), dset.dtype) for _ in range(2)]
+    out_buf = np.empty((rows, *plan.out_shape[1:]), dset.dtype)
+    free: queue.Queue[int] = queue.Queue()
+    ready: queue.Queue[tuple[int, int, int] | BaseException | None] = queue.Queue()
+    for i in range(2):
+        free.put(i)
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            for start in range(0, n, rows):
+                stop_at = min(n, start + rows)
+                slot = free.get()
+                if stop.is_set():
+                    return
+                dset.read_direct(
+                    in_bufs[slot], source_sel=np.s_[start:stop_at], dest_sel=np.s_[: stop_at - start]
+                )
+                ready.put((slot, start, stop_at))
+            ready.put(None)
+        except BaseException as exc:  # handed to the main thread, which raises it
+            ready.put(exc)
+
+    thread = threading.Thread(target=reader, name="kmx-h5-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                with _reading(f"{c.fin.filename}[{plan.name}]"):
+                    raise item
+            slot, start, stop_at = item
+            k = stop_at - start
+            src_rows = in_bufs[slot][:k]
+            if plan.action == L.TRANSPOSE:
+                assert plan.perm is not None
+                copy_block(out_buf[:k], src_rows.transpose(plan.perm))
+            else:
+                out_buf[:k] = src_rows.reshape(out_buf[:k].shape)
+            free.put(slot)
+            out.write_direct(out_buf, source_sel=np.s_[:k], dest_sel=np.s_[start:stop_at])
+            c.advance(out_buf[:k].nbytes)
+    finally:
+        stop.set()
+        free.put(0)
+        free.put(1)
+        thread.join()
+
+
+# -- checking -------------------------------------------------------------------------
+
+
+def _tree(f: Any) -> dict[str, str]:
+    """Every path in the file and what is there: a group, a dataset, or a link."""
+    h5py = _h5py()
+    found: dict[str, str] = {}
+
+    def walk(g: Any, prefix: str) -> None:
+        for name in g:
+            path = prefix + name
+            link = g.get(name, getlink=True)
+            if isinstance(link, h5py.SoftLink):
+                found[path] = f"soft:{link.path}"
+            elif isinstance(link, h5py.ExternalLink):
+                found[path] = f"external:{link.filename}:{link.path}"
+            else:
+                obj = g[name]
+                if isinstance(obj, h5py.Group):
+                    found[path] = "group"
+                    walk(obj, path + "/")
+                elif isinstance(obj, h5py.Dataset):
+                    found[path] = "dataset"
+                else:
+                    found[path] = "datatype"
+
+    walk(f, "")
+    return found
+
+
+def verify_h5(
+    src: Path, out_path: Path, todo: dict[str, L.ArrayPlan], *, full: bool, where: str
+) -> None:
+    """The output against the source: the same objects, links and attribute names; each
+    converted dataset's type and shape as planned and its first, middle and last rows
+    (``full``: every row of every dataset) equal to the source's, transposed."""
+    h5py = _h5py()
+    mismatch = KmxError(f"{where}: the output does not match the source; nothing was replaced")
+    with _reading(where), h5py.File(src, "r") as fin, h5py.File(out_path, "r") as fout:
+        if _tree(fin) != _tree(fout) or set(fin.attrs) != set(fout.attrs):
+            raise mismatch
+        for path, kind in _tree(fin).items():
+            if kind != "dataset":
+                continue
+            a, b = fin[path], fout[path]
+            plan = todo.get(path)
+            if set(a.attrs) != set(b.attrs) or a.dtype != b.dtype:
+                raise mismatch
+            if plan is None:
+                if a.shape != b.shape or (full and not _same_rows(a, b, None)):
+                    raise mismatch
+                continue
+            if tuple(b.shape) != tuple(plan.out_shape) or not _same_rows(a, b, plan, full=full):
+                raise mismatch
+
+
+def _same_rows(a: Any, b: Any, plan: L.ArrayPlan | None, *, full: bool = True) -> bool:
+    if a.shape is None or a.shape == ():
+        return bool(a.shape == b.shape and (a.shape is None or _equal(np.asarray(a[()]), np.asarray(b[()]))))
+    n = a.shape[0]
+    if n == 0:
+        return True
+    step = max(1, (8 << 20) // max(1, math.prod(a.shape[1:]) * a.dtype.itemsize))
+    if full:
+        spans = [(i, min(n, i + step)) for i in range(0, n, step)]
+    else:
+        spans = [(i, i + 1) for i in sorted({0, n // 2, n - 1})]
+    for start, stop in spans:
+        x, y = a[start:stop], b[start:stop]
+        if plan is not None and plan.action == L.TRANSPOSE:
+            assert plan.perm is not None
+            x = x.transpose(plan.perm)
+        elif plan is not None:
+            x = x.reshape(y.shape)
+        if x.shape != y.shape or not _equal(x, y):
+            return False
+    return True
+
+
+def _equal(x: np.ndarray, y: np.ndarray) -> bool:
+    """Equal element for element: bytes for numbers (NaN equals NaN, -0.0 is not 0.0),
+    values for variable-length data."""
+    if x.dtype.hasobject:
+        return bool(x.tolist() == y.tolist())
+    return np.array_equal(
+        np.ascontiguousarray(x).reshape(-1).view(np.uint8),
+        np.ascontiguousarray(y).reshape(-1).view(np.uint8),
+    )
+
+
+__all__ = ["DATA", "MODEL", "SUFFIXES", "WEIGHTS", "convert_h5", "dataset_names", "sniff"]
