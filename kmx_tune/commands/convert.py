@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from kmx_tune.formats import CHANNELS_FIRST, FORMATS
-from kmx_tune.options import dry_run_option, json_option
+from kmx_tune.options import dry_run_option, json_option, python_option
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -54,6 +54,13 @@ if TYPE_CHECKING:
     "--verify", is_flag=True, help="Re-read the whole output and compare it with the source."
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@python_option
+@click.option(
+    "--architecture",
+    metavar="FILE",
+    type=click.Path(),
+    help="A Keras weights file's architecture (what model.to_json() wrote).",
+)
 @json_option
 def convert(
     paths: tuple[Path, ...],
@@ -65,15 +72,20 @@ def convert(
     dry_run: bool,
     verify: bool,
     force: bool,
+    python: str | None,
+    architecture: str | None,
     as_json: bool,
 ) -> None:
-    """Transpose the image arrays in .npy/.npz files between channels_last
-    (N, H, W, C) and channels_first (N, C, H, W), on disk, in bounded memory.
+    """Transpose the image arrays in .npy/.npz/.h5 files between channels_last
+    (N, H, W, C) and channels_first (N, C, H, W), on disk, in bounded memory;
+    convert saved Keras models (.h5) and prove the result.
 
     Detects each array's layout and never transposes twice; copies labels
     unchanged; refuses ambiguous shapes unless --key names them. Writes
     NAME.channels_first.npy (or .npz) beside the input under a temporary name
-    and renames it only once it is complete, synced and checked.
+    and renames it only once it is complete, synced and checked. A Keras model
+    is converted by the Keras of --python (keras-mxnet's Python) and written
+    only if, on random inputs, it gives the original model's outputs.
 
     \b
     Example:
@@ -81,6 +93,8 @@ def convert(
       kmx-tune convert mnist.npz --add-channel-axis
       kmx-tune convert x_train.npy x_test.npy -o converted/
       kmx-tune convert data.npz --key x_train --in-place
+      kmx-tune convert cifar10.h5
+      kmx-tune convert model.h5 --python ~/venvs/keras/bin/python
     """
     from kmx_tune.convert.core import convert_many
     from kmx_tune.render import finish
@@ -97,6 +111,8 @@ def convert(
             in_place=in_place,
             dry_run=dry_run,
             on_start=on_start,
+            python=python,
+            architecture=architecture,
         )
     finish(report, as_json, render_report)
 
@@ -196,6 +212,8 @@ def _render_outcome(out: Console, r: FileOutcome, several: bool) -> None:
     for i, row in enumerate(rows):
         line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[5]
         out.print("  " + line, style="bold" if i == 0 else None, markup=False)
+    if r.message and r.status in (CONVERTED, PLANNED):
+        out.print("  " + plain(r.message, one_line=True))
     for temp in r.removed_temps:
         out.print(
             f"  removed a temporary file left by an interrupted run: {plain(temp, one_line=True)}"

@@ -47,6 +47,8 @@ class Options:
     dry_run: bool = False
     chunk_bytes: int = CHUNK_BYTES
     require_keys: bool = True  # every --key must name an array in this file
+    python: str | None = None  # --python: the interpreter whose Keras converts a model
+    architecture: str | None = None  # --architecture: model.to_json() for a weights file
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from kmx_tune.formats import CHANNELS_FIRST, FORMATS
 SCHEMA = "kmx-tune/convert/1"
 
 
-
 def _convert_h5(src: Path, final: Path, opts: Options, progress: Progress | None) -> FileOutcome:
     # h5py loads only when an HDF5 file is converted
     from kmx_tune.convert.h5 import convert_h5
@@ -94,13 +93,17 @@ def convert_file(
     progress: Progress | None = None,
     chunk_bytes: int = CHUNK_BYTES,
     require_keys: bool = True,
+    python: str | None = None,
+    architecture: str | None = None,
 ) -> FileOutcome:
     """Convert the image arrays in one ``.npy`` or ``.npz`` file to ``to``.
 
     The new file goes to ``output`` (default: ``NAME.channels_first.npy`` beside the
     input), or replaces the input with ``in_place=True`` once it is complete, synced
     and verified in full. Each of ``keys`` must name an array in the file unless
-    ``require_keys`` is false. Raises :class:`kmx_tune.errors.KmxError` with a one-line
+    ``require_keys`` is false. A Keras model (.h5) is converted by the Keras of
+    ``python`` (default: this interpreter); a weights file needs ``architecture``.
+    Raises :class:`kmx_tune.errors.KmxError` with a one-line
     message for anything that stops the conversion; the source is never modified
     except by that final rename.
     """
@@ -118,6 +121,8 @@ def convert_file(
         dry_run=dry_run,
         chunk_bytes=chunk_bytes,
         require_keys=require_keys,
+        python=python,
+        architecture=architecture,
     )
     src = Path(path)
     if not os.path.lexists(src):
@@ -228,6 +233,8 @@ def convert_many(
     in_place: bool = False,
     dry_run: bool = False,
     on_start: Callable[[Path], Progress | None] | None = None,
+    python: str | None = None,
+    architecture: str | None = None,
 ) -> ConvertReport:
     """:func:`convert_file` for each input; a file that fails becomes a FAILED
     outcome with its one-line message, and the others still convert. Raises
@@ -256,6 +263,8 @@ def convert_many(
                 dry_run=dry_run,
                 progress=progress,
                 require_keys=len(inputs) == 1,
+                python=python,
+                architecture=architecture,
             )
         except KmxError as exc:
             outcome = FileOutcome(str(src), FAILED, message=str(exc), exit_code=exc.exit_code)

@@ -266,9 +266,10 @@ def _write(
 ) -> int:
     h5py = _h5py()
     with open_temp(final) as tmp:
-        with _reading(str(src)), h5py.File(
-            src, "r", rdcc_nbytes=_READ_CACHE_MAX, rdcc_nslots=10007
-        ) as fin:
+        with (
+            _reading(str(src)),
+            h5py.File(src, "r", rdcc_nbytes=_READ_CACHE_MAX, rdcc_nslots=10007) as fin,
+        ):
             total = sum(math.prod(p.shape) * fin[p.name].dtype.itemsize for p in todo.values())
             with _writing(final):
                 fout = h5py.File(tmp.path, "w", libver=fin.libver)
@@ -395,9 +396,8 @@ def _stream(c: _Copier, dset: Any, out: Any, plan: L.ArrayPlan) -> None:
                 slot = free.get()
                 if stop.is_set():
                     return
-                dset.read_direct(
-                    in_bufs[slot], source_sel=np.s_[start:stop_at], dest_sel=np.s_[: stop_at - start]
-                )
+                rows_sel, buf_sel = np.s_[start:stop_at], np.s_[: stop_at - start]
+                dset.read_direct(in_bufs[slot], source_sel=rows_sel, dest_sel=buf_sel)
                 ready.put((slot, start, stop_at))
             ready.put(None)
         except BaseException as exc:  # handed to the main thread, which raises it
@@ -489,7 +489,9 @@ def verify_h5(
 
 def _same_rows(a: Any, b: Any, plan: L.ArrayPlan | None, *, full: bool = True) -> bool:
     if a.shape is None or a.shape == ():
-        return bool(a.shape == b.shape and (a.shape is None or _equal(np.asarray(a[()]), np.asarray(b[()]))))
+        if a.shape != b.shape:
+            return False
+        return a.shape is None or _equal(np.asarray(a[()]), np.asarray(b[()]))
     n = a.shape[0]
     if n == 0:
         return True
