@@ -169,7 +169,8 @@ def test_external_raw_storage_is_refused(tmp_path: Path) -> None:
     raw.write_bytes(X[:4].tobytes())
     src = tmp_path / "ext.h5"
     with h5py.File(src, "w") as f:
-        f.create_dataset("x", shape=(4, 20, 24, 3), dtype=np.uint8, external=[(str(raw), 0, h5py.h5f.UNLIMITED)])
+        external = [(str(raw), 0, h5py.h5f.UNLIMITED)]
+        f.create_dataset("x", shape=(4, 20, 24, 3), dtype=np.uint8, external=external)
     before = sha(raw)
     with pytest.raises(KmxError, match="'x' .* external raw files"):
         convert_file(src)

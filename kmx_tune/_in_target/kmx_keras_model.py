@@ -280,7 +280,7 @@ def rule_batchnorm(c):
             c.refuse("normalizes an axis other than the features of a Flatten")
         sigma = s.sigma
         c.weights = lambda ws: [w[sigma] for w in ws]
-        c.changes.append("weights reordered like the Flatten before it")
+        c.changes.append("weights reordered: the features are flattened in %s order" % c.to)
     return s
 
 
@@ -358,7 +358,9 @@ def rule_dense(c):
     if s.kind == "flat":
         sigma = s.sigma
         c.weights = lambda ws: [ws[0][sigma]] + list(ws[1:])
-        c.changes.append("kernel rows reordered for the Flatten before it")
+        c.changes.append(
+            "kernel rows reordered: the features before it are flattened in %s order" % c.to
+        )
     return SAME
 
 

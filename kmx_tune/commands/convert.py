@@ -197,9 +197,10 @@ def _render_outcome(out: Console, r: FileOutcome, several: bool) -> None:
         return
     if r.status == CONVERTED:
         rate = r.bytes_out / r.seconds / 1e6 if r.seconds else 0.0
+        speed = f", {rate:.0f} MB/s" if rate >= 1 else ""  # a small model: time, not speed
         out.print(
             f"[green]✓[/green] {path} -> {output}  "
-            f"({_size(r.bytes_out)} in {r.seconds:.2f} s, {rate:.0f} MB/s, check: {r.verified})"
+            f"({_size(r.bytes_out)} in {r.seconds:.2f} s{speed}, check: {r.verified})"
         )
     elif r.status == PLANNED:
         out.print(f"{path} -> {output}  (dry run: nothing written)")

@@ -128,6 +128,14 @@ def sniff(src: Path) -> str:
     return DATA
 
 
+def model_config(src: Path) -> str:
+    """The ``model_config`` attribute of a Keras model file (JSON text)."""
+    h5py = _h5py()
+    with _reading(str(src)), h5py.File(src, "r") as f:
+        raw = f.attrs["model_config"]
+    return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+
+
 def dataset_names(src: Path) -> list[str]:
     """The paths of the datasets in ``src`` (for ``--key`` checks across files)."""
     h5py = _h5py()

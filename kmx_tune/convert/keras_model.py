@@ -57,6 +57,15 @@ def convert_model(
         )
     if arch is not None and not arch.is_file():
         raise UsageError(f"--architecture {arch}: no such file")
+    formats = _data_formats(src, arch)
+    if not formats or formats == {opts.to}:
+        why = f"already {opts.to}" if formats else "no layer has a data_format"
+        return FileOutcome(
+            str(src),
+            NOTHING_TO_DO,
+            message=f"{why}: nothing to convert",
+            bytes_in=src.stat().st_size,
+        )
     from kmx_tune.target import Target
 
     target = Target.find(opts.python)
@@ -95,6 +104,39 @@ def convert_model(
         publish(tmp.path, src, final, opts)
     planned = _outcome(src, final, report, PLANNED, size)
     return converted(planned, written, t0, opts, removed)
+
+
+def _data_formats(src: Path, arch: Path | None) -> set[str]:
+    """The data_format values of the model's layers (Flatten aside): read here, without
+    Keras, so a model already in the target layout needs no target at all."""
+    import json
+
+    try:
+        if arch is not None:
+            config = json.loads(arch.read_text(encoding="utf-8"))
+        else:
+            from kmx_tune.convert.h5 import model_config
+
+            config = json.loads(model_config(src))
+    except (OSError, ValueError) as exc:
+        raise KmxError(f"{src}: cannot read the model's architecture: {exc}") from None
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("class_name") == "Flatten":
+                return  # its data_format is the order it flattens in, not a layout
+            for key, value in node.items():
+                if key == "data_format" and isinstance(value, str):
+                    found.add(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(config)
+    return found
 
 
 def _run(target: Any, src: Path, args: Sequence[str]) -> dict[str, Any]:
