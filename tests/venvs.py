@@ -17,9 +17,7 @@ def pip_env() -> dict[str, str]:
     return env
 
 
-def make_venv(
-    path: Path, requirements: list[str] | None = None, base: Path | None = None
-) -> Path:
+def make_venv(path: Path, requirements: list[str] | None = None, base: Path | None = None) -> Path:
     """Create a venv at *path* (with pip) from *base* (default: this interpreter) and
     install *requirements*; return its python."""
     subprocess.run([str(base or sys.executable), "-m", "venv", str(path)], check=True)

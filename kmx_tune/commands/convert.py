@@ -54,6 +54,17 @@ if TYPE_CHECKING:
     "--verify", is_flag=True, help="Re-read the whole output and compare it with the source."
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option(
+    "-r", "--recursive", is_flag=True, help="Folders: convert the files in their whole tree."
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=int,
+    metavar="N",
+    help="Files converted at once, in worker processes (default: one per core, up to 4, "
+    "for many small files; else 1).",
+)
 @python_option
 @click.option(
     "--architecture",
@@ -72,6 +83,8 @@ def convert(
     dry_run: bool,
     verify: bool,
     force: bool,
+    recursive: bool,
+    jobs: int | None,
     python: str | None,
     architecture: str | None,
     as_json: bool,
@@ -95,6 +108,7 @@ def convert(
       kmx-tune convert data.npz --key x_train --in-place
       kmx-tune convert cifar10.h5
       kmx-tune convert model.h5 --python ~/venvs/keras/bin/python
+      kmx-tune convert shards/ --recursive -o converted/
     """
     from kmx_tune.convert.core import convert_many
     from kmx_tune.render import finish
@@ -113,6 +127,8 @@ def convert(
             on_start=on_start,
             python=python,
             architecture=architecture,
+            recursive=recursive,
+            jobs=jobs,
         )
     finish(report, as_json, render_report)
 
@@ -186,7 +202,7 @@ def render_report(report: ConvertReport) -> None:
 
 
 def _render_outcome(out: Console, r: FileOutcome, several: bool) -> None:
-    from kmx_tune.convert.common import CONVERTED, FAILED, NOTHING_TO_DO, PLANNED
+    from kmx_tune.convert.common import CONVERTED, FAILED, NOTHING_TO_DO, PLANNED, SKIPPED
     from kmx_tune.render import plain, safe
 
     path, output = plain(r.path, one_line=True), plain(r.output, one_line=True)
@@ -204,6 +220,9 @@ def _render_outcome(out: Console, r: FileOutcome, several: bool) -> None:
         )
     elif r.status == PLANNED:
         out.print(f"{path} -> {output}  (dry run: nothing written)")
+    elif r.status == SKIPPED:
+        out.print(f"[green]=[/green] {path} -> {output}  (already converted and verified)")
+        return
     elif r.status == NOTHING_TO_DO:
         out.print(f"[yellow]-[/yellow] {path}: nothing to convert, no file written")
     table = [("array", "shape", "dtype", "layout", "action", "what happens")]

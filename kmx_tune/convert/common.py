@@ -15,6 +15,7 @@ import numpy as np
 
 from kmx_tune import fsio
 from kmx_tune.convert import layout as L
+from kmx_tune.convert import record
 from kmx_tune.convert.kernel import CHUNK_BYTES, MappedSource, Source, source_blocks
 from kmx_tune.convert.npyio import (
     PREFIX_LEN,
@@ -34,6 +35,7 @@ CONVERTED = "converted"
 NOTHING_TO_DO = "nothing_to_do"
 PLANNED = "planned"  # --dry-run
 FAILED = "failed"
+SKIPPED = "skipped"  # a folder run found the output complete and verified: resumed
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,8 @@ def prepare_output(src: Path, final: Path, opts: Options, need: int) -> list[Pat
 def publish(tmp: Path, src: Path, final: Path, opts: Options) -> None:
     """Give the checked output its final name (taking the mode of the input it replaces
     with ``--in-place``)."""
+    if not opts.in_place:  # lets a folder run skip this output when it resumes
+        record.write(tmp, src, to=opts.to, keys=opts.keys, add_channel_axis=opts.add_channel_axis)
     publish_output(
         tmp,
         final,
@@ -213,6 +217,7 @@ __all__ = [
     "FAILED",
     "NOTHING_TO_DO",
     "PLANNED",
+    "SKIPPED",
     "FileOutcome",
     "Options",
     "Progress",

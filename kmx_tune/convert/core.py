@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kmx_tune.convert.common import FAILED, FileOutcome, Options, Progress
+from kmx_tune.convert.common import FAILED, SKIPPED, FileOutcome, Options, Progress
 from kmx_tune.convert.kernel import CHUNK_BYTES
 from kmx_tune.convert.npy import convert_npy
 from kmx_tune.convert.npz import convert_npz
@@ -149,31 +149,49 @@ def _final_path(src: Path, output: str | os.PathLike[str] | None, opts: Options)
     return final
 
 
-def expand_inputs(paths: Sequence[str | os.PathLike[str]], to: str) -> list[Path]:
-    """Files named, plus the .npy/.npz files directly inside folders named (not the
-    outputs of an earlier run to ``to``, nor hidden or temporary files)."""
-    found: list[Path] = []
+def expand_inputs(
+    paths: Sequence[str | os.PathLike[str]],
+    to: str,
+    *,
+    recursive: bool = False,
+    exclude: Path | None = None,
+) -> list[Path]:
+    """Files named, plus the convertible files inside folders named: directly inside,
+    or with ``recursive`` anywhere below (not the outputs of an earlier run to ``to``,
+    nor hidden or temporary files, nor anything under ``exclude``)."""
+    return [p for p, _ in _inputs(paths, to, recursive, exclude)]
+
+
+def _inputs(
+    paths: Sequence[str | os.PathLike[str]], to: str, recursive: bool, exclude: Path | None
+) -> list[tuple[Path, Path | None]]:
+    """Each input, and the path relative to the folder it was found in (None: named)."""
+    from kmx_tune.convert.folders import walk
+
+    found: list[tuple[Path, Path | None]] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            for child in sorted(p.iterdir()):
-                if (
-                    child.is_file()
-                    and child.suffix.lower() in _CONVERTERS
-                    and not child.name.startswith(".")
-                    and not child.stem.endswith("." + to)
-                ):
-                    found.append(child)
+            found += [
+                (c, c.relative_to(p))
+                for c in walk(p, _CONVERTERS, to, recursive=recursive, exclude=exclude)
+            ]
         else:
-            found.append(p)
+            found.append((p, None))
     return found
 
 
 def output_paths(
-    inputs: Sequence[Path], output: str | os.PathLike[str] | None, to: str, *, folder: bool
+    inputs: Sequence[Path],
+    output: str | os.PathLike[str] | None,
+    to: str,
+    *,
+    folder: bool,
+    relative: Sequence[Path | None] | None = None,
 ) -> list[Path | None]:
     """Where each input goes: ``None`` (beside it), or under ``-o``: the file itself
-    for one file, a folder (made if need be) for several files or a folder input."""
+    for one file, a folder (made if need be) for several files or a folder input; a
+    file found below a folder keeps its place in the tree (``relative`` to it)."""
     if output is None:
         return [None] * len(inputs)
     out = Path(output)
@@ -186,7 +204,13 @@ def output_paths(
                 "name a folder (-o converted/)"
             )
         out.mkdir(parents=True, exist_ok=True)
-        return [out / default_output(p, to).name for p in inputs]
+        rels = relative or [None] * len(inputs)
+        dests: list[Path | None] = []
+        for p, rel in zip(inputs, rels):
+            where = out / rel.parent if rel is not None else out
+            where.mkdir(parents=True, exist_ok=True)
+            dests.append(where / default_output(p, to).name)
+        return dests
     return [out]
 
 
@@ -221,6 +245,50 @@ def _check_keys_somewhere(inputs: Sequence[Path], keys: Collection[str]) -> None
         )
 
 
+@dataclass(frozen=True)
+class _Task:
+    """One input of a run, as handed to a worker process (picklable)."""
+
+    src: Path
+    out: Path | None
+    options: dict[str, Any]
+
+
+def _convert_task(task: _Task, progress: Progress | None = None) -> FileOutcome:
+    """:func:`convert_file` for one task; a failure becomes a FAILED outcome."""
+    try:
+        return convert_file(task.src, task.out, progress=progress, **task.options)
+    except KmxError as exc:
+        return FileOutcome(str(task.src), FAILED, message=str(exc), exit_code=exc.exit_code)
+    except OSError as exc:  # an I/O error mid-way (EIO, a vanished folder, ...)
+        msg = f"{task.src}: {exc.strerror or exc}; the source is untouched"
+        return FileOutcome(str(task.src), FAILED, message=msg, exit_code=1)
+
+
+def _already_done(task: _Task, opts: dict[str, Any]) -> FileOutcome | None:
+    """A resumed folder run: the output exists and records that it is this source,
+    converted with these options, complete and verified (:mod:`.record`)."""
+    from kmx_tune.convert import record
+
+    final = task.out if task.out is not None else default_output(task.src, opts["to"])
+    if opts["force"] or opts["in_place"] or not final.is_file():
+        return None
+    if not record.matches(
+        final,
+        task.src,
+        to=opts["to"],
+        keys=opts["keys"],
+        add_channel_axis=opts["add_channel_axis"],
+    ):
+        return None
+    return FileOutcome(
+        str(task.src),
+        SKIPPED,
+        output=str(final),
+        message="already converted: the output is complete and was verified when written",
+    )
+
+
 def convert_many(
     paths: Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str] | None = None,
@@ -235,44 +303,69 @@ def convert_many(
     on_start: Callable[[Path], Progress | None] | None = None,
     python: str | None = None,
     architecture: str | None = None,
+    recursive: bool = False,
+    jobs: int | None = None,
 ) -> ConvertReport:
     """:func:`convert_file` for each input; a file that fails becomes a FAILED
-    outcome with its one-line message, and the others still convert. Raises
+    outcome with its one-line message, and the others still convert. Files found in
+    folders (``recursive``: the whole tree) whose output is already complete and
+    verified are SKIPPED, so an interrupted run resumes. ``jobs``: worker processes
+    (default: :func:`.folders.default_jobs`). Raises
     :class:`kmx_tune.errors.UsageError` for arguments that fit no input."""
+    from kmx_tune.convert.folders import default_jobs, run_all
+
     if in_place and output is not None:
         raise UsageError("--in-place and -o do not go together; pick one")
-    inputs = expand_inputs(paths, to)
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs {jobs}: give 1 or more worker processes")
+    exclude = Path(output) if output is not None else None
+    found = _inputs(paths, to, recursive, exclude)
+    inputs = [p for p, _ in found]
     if not inputs:
         raise UsageError(f"no {KINDS} files found in the paths given")
     if keys and len(inputs) > 1:
         _check_keys_somewhere(inputs, keys)
-    outs = output_paths(inputs, output, to, folder=any(Path(p).is_dir() for p in paths))
-    outcomes: list[FileOutcome] = []
-    for src, out in zip(inputs, outs):
-        progress = on_start(src) if on_start else None
-        try:
-            outcome = convert_file(
-                src,
-                out,
-                to=to,
-                keys=keys,
-                add_channel_axis=add_channel_axis,
-                verify=verify,
-                force=force,
-                in_place=in_place,
-                dry_run=dry_run,
-                progress=progress,
-                require_keys=len(inputs) == 1,
-                python=python,
-                architecture=architecture,
-            )
-        except KmxError as exc:
-            outcome = FileOutcome(str(src), FAILED, message=str(exc), exit_code=exc.exit_code)
-        except OSError as exc:  # an I/O error mid-way (EIO, a vanished folder, ...)
-            msg = f"{src}: {exc.strerror or exc}; the source is untouched"
-            outcome = FileOutcome(str(src), FAILED, message=msg, exit_code=1)
-        outcomes.append(outcome)
-    return ConvertReport(to, dry_run, tuple(outcomes))
+    folder = any(Path(p).is_dir() for p in paths)
+    outs = output_paths(inputs, output, to, folder=folder, relative=[r for _, r in found])
+    options: dict[str, Any] = {
+        "to": to,
+        "keys": tuple(keys),
+        "add_channel_axis": add_channel_axis,
+        "verify": verify,
+        "force": force,
+        "in_place": in_place,
+        "dry_run": dry_run,
+        "require_keys": len(inputs) == 1,
+        "python": python,
+        "architecture": architecture,
+    }
+    tasks = [_Task(src, out, options) for src, out in zip(inputs, outs)]
+    outcomes: list[FileOutcome | None] = [None] * len(tasks)
+    todo: list[int] = []
+    for i, ((_, rel), task) in enumerate(zip(found, tasks)):
+        skipped = _already_done(task, options) if rel is not None and not dry_run else None
+        if skipped is not None:
+            outcomes[i] = skipped
+        else:
+            todo.append(i)
+    if jobs is None:
+        jobs = default_jobs([_size(tasks[i].src) for i in todo])
+    if jobs <= 1:
+        for i in todo:
+            progress = on_start(tasks[i].src) if on_start else None
+            outcomes[i] = _convert_task(tasks[i], progress)
+    else:
+        done = run_all(_convert_task, [tasks[i] for i in todo], jobs)
+        for i, outcome in zip(todo, done):
+            outcomes[i] = outcome
+    return ConvertReport(to, dry_run, tuple(o for o in outcomes if o is not None))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 __all__ = [
