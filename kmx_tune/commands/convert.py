@@ -222,6 +222,8 @@ def _render_outcome(out: Console, r: FileOutcome, several: bool) -> None:
         out.print(f"{path} -> {output}  (dry run: nothing written)")
     elif r.status == SKIPPED:
         out.print(f"[green]=[/green] {path} -> {output}  (already converted and verified)")
+        for temp in r.removed_temps:
+            out.print(f"  removed a temporary file left by an interrupted run: {plain(temp)}")
         return
     elif r.status == NOTHING_TO_DO:
         out.print(f"[yellow]-[/yellow] {path}: nothing to convert, no file written")

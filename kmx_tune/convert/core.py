@@ -281,11 +281,17 @@ def _already_done(task: _Task, opts: dict[str, Any]) -> FileOutcome | None:
         add_channel_axis=opts["add_channel_axis"],
     ):
         return None
+    from kmx_tune import fsio
+
+    # a run killed between linking its output into place and removing the temporary
+    # name leaves that name behind: the output is complete, the leftover goes
+    removed = fsio.clean_stale_temps(final)
     return FileOutcome(
         str(task.src),
         SKIPPED,
         output=str(final),
         message="already converted: the output is complete and was verified when written",
+        removed_temps=tuple(str(p) for p in removed),
     )
 
 
