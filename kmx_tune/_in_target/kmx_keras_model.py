@@ -21,7 +21,10 @@ with its name. The proof: on random inputs the new model, saved and loaded back 
 the file written, gives the old model's outputs (transposed as its state says)
 within the tolerance; else the script says so and kmx-tune publishes nothing.
 
-Prints one JSON object on stdout; anything Keras prints goes to stderr.
+Prints one JSON object on stdout; anything Keras prints goes to stderr. The script is
+one piece because it runs as a single file inside the target interpreter, where
+kmx_tune itself is not importable: the rule table, the graph walk and the proof
+travel together.
 """
 
 import argparse

@@ -21,10 +21,18 @@ SCHEMA = "kmx-tune/convert/1"
 
 
 def _convert_h5(src: Path, final: Path, opts: Options, progress: Progress | None) -> FileOutcome:
-    # h5py loads only when an HDF5 file is converted
-    from kmx_tune.convert.h5 import convert_h5
+    """A Keras model or weights file (by its root attributes) or a dataset file; h5py
+    loads only when an HDF5 file is converted."""
+    from kmx_tune.convert.h5io import DATA, WEIGHTS, sniff
 
-    return convert_h5(src, final, opts, progress)
+    kind = sniff(src)
+    if kind == DATA:
+        from kmx_tune.convert.h5 import convert_h5_data
+
+        return convert_h5_data(src, final, opts, progress)
+    from kmx_tune.convert.keras_model import convert_model
+
+    return convert_model(src, final, opts, progress, weights_only=kind == WEIGHTS)
 
 
 # suffix -> how a file of that kind is converted
@@ -225,7 +233,7 @@ def _check_keys_somewhere(inputs: Sequence[Path], keys: Collection[str]) -> None
             names.add(src.stem)
             continue
         if src.suffix.lower() in (".h5", ".hdf5"):
-            from kmx_tune.convert.h5 import dataset_names
+            from kmx_tune.convert.h5io import dataset_names
 
             try:
                 names.update(dataset_names(src))

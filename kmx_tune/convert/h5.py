@@ -1,8 +1,8 @@
 """Converting one HDF5 file (h5py): ``keras.utils.HDF5Matrix`` datasets and the rest.
 
 A ``.h5`` is one of three things, told apart by its root attributes
-(:func:`sniff`): a Keras model from ``model.save()`` (``model_config``), a weights
-file from ``save_weights()`` (``layer_names``), or a dataset file. Models go to
+(:func:`.h5io.sniff`): a Keras model from ``model.save()`` (``model_config``), a
+weights file from ``save_weights()`` (``layer_names``), or a dataset file. Models go to
 :mod:`.keras_model`; this module converts dataset files.
 
 Every dataset is planned by :mod:`.layout`'s rules under its path (``x_train``,
@@ -21,14 +21,12 @@ next block. The file is synced, checked against the source and only then renamed
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,116 +42,19 @@ from kmx_tune.convert.common import (
     Progress,
     check_keys,
     converted,
-    open_regular,
     prepare_output,
     publish,
     refusal_message,
 )
+from kmx_tune.convert.h5io import h5py_module as _h5py
+from kmx_tune.convert.h5io import reading as _reading
+from kmx_tune.convert.h5io import writing as _writing
 from kmx_tune.convert.kernel import copy_block
-from kmx_tune.convert.npyio import FormatError
-from kmx_tune.convert.writer import DiskFullError, open_temp
+from kmx_tune.convert.writer import open_temp
 from kmx_tune.errors import KmxError
 
-MODEL = "model"  # a Keras model saved with model.save()
-WEIGHTS = "weights"  # a Keras weights file saved with model.save_weights()
-DATA = "data"
-
-SUFFIXES = (".h5", ".hdf5")
 CHUNK_TARGET = 1 << 20  # bytes per output chunk: HDF5's default chunk cache holds one
 _READ_CACHE_MAX = 64 << 20  # the source's chunk cache: one band of source chunks, at most
-
-
-def _h5py() -> Any:
-    import h5py
-
-    return h5py
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
-
-
-def _is_disk_full(exc: BaseException) -> bool:
-    text = str(exc)
-    return (
-        getattr(exc, "errno", None) in (28, 122)
-        or "No space left" in text
-        or "errno = 28" in text
-        or "Disk quota" in text
-    )
-
-
-@contextlib.contextmanager
-def _reading(where: str) -> Iterator[None]:
-    """h5py's errors while reading ``where``, as one line that says what to do."""
-    try:
-        yield
-    except KmxError:
-        raise
-    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise FormatError(
-            f"{where}: cannot read it as HDF5 ({_first_line(exc)}); the file is truncated, "
-            "corrupt or not HDF5"
-        ) from None
-
-
-@contextlib.contextmanager
-def _writing(final: Path) -> Iterator[None]:
-    try:
-        yield
-    except KmxError:
-        raise
-    except (OSError, RuntimeError, ValueError) as exc:
-        if _is_disk_full(exc):
-            raise DiskFullError(
-                f"{final.parent}: no space left on the device; nothing was written and the "
-                "source is untouched; free some space or write elsewhere with -o"
-            ) from None
-        raise KmxError(f"{final}: cannot write it: {_first_line(exc)}") from None
-
-
-def sniff(src: Path) -> str:
-    """MODEL, WEIGHTS or DATA: what kind of HDF5 file ``src`` is. Raises FormatError
-    (one line) when it cannot be read as HDF5."""
-    fd, _size = open_regular(src)  # refuses folders, FIFOs and empty files first
-    os.close(fd)
-    h5py = _h5py()
-    with _reading(str(src)), h5py.File(src, "r") as f:
-        attrs = set(f.attrs.keys())
-    if "model_config" in attrs:
-        return MODEL
-    if "layer_names" in attrs:
-        return WEIGHTS
-    return DATA
-
-
-def model_config(src: Path) -> str:
-    """The ``model_config`` attribute of a Keras model file (JSON text)."""
-    h5py = _h5py()
-    with _reading(str(src)), h5py.File(src, "r") as f:
-        raw = f.attrs["model_config"]
-    return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-
-
-def dataset_names(src: Path) -> list[str]:
-    """The paths of the datasets in ``src`` (for ``--key`` checks across files)."""
-    h5py = _h5py()
-    names: list[str] = []
-    with h5py.File(src, "r") as f:
-        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-    return names
-
-
-def convert_h5(src: Path, final: Path, opts: Options, progress: Progress | None) -> FileOutcome:
-    """Convert ``src``: a Keras model or weights file through :mod:`.keras_model`, a
-    dataset file here."""
-    kind = sniff(src)
-    if kind != DATA:
-        from kmx_tune.convert.keras_model import convert_model
-
-        return convert_model(src, final, opts, progress, weights_only=kind == WEIGHTS)
-    return convert_h5_data(src, final, opts, progress)
 
 
 # -- planning -------------------------------------------------------------------------
@@ -531,4 +432,4 @@ def _equal(x: np.ndarray, y: np.ndarray) -> bool:
     )
 
 
-__all__ = ["DATA", "MODEL", "SUFFIXES", "WEIGHTS", "convert_h5", "dataset_names", "sniff"]
+__all__ = ["CHUNK_TARGET", "convert_h5_data", "verify_h5"]

@@ -115,7 +115,7 @@ def _data_formats(src: Path, arch: Path | None) -> set[str]:
         if arch is not None:
             config = json.loads(arch.read_text(encoding="utf-8"))
         else:
-            from kmx_tune.convert.h5 import model_config
+            from kmx_tune.convert.h5io import model_config
 
             config = json.loads(model_config(src))
     except (OSError, ValueError) as exc:
@@ -165,7 +165,7 @@ def _run(target: Any, src: Path, args: Sequence[str]) -> dict[str, Any]:
 
 
 def _check_written(path: Path, weights_only: bool, where: str) -> None:
-    from kmx_tune.convert.h5 import MODEL, WEIGHTS, sniff
+    from kmx_tune.convert.h5io import MODEL, WEIGHTS, sniff
 
     if sniff(path) != (WEIGHTS if weights_only else MODEL):
         raise KmxError(f"{where}: the written file is not a Keras file; nothing was replaced")
