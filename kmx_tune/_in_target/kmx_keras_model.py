@@ -304,7 +304,10 @@ def rule_flatten(c):
     c.set("data_format", CHANNELS_LAST)
     inv = np.empty_like(old_flat)
     inv[old_flat] = np.arange(old_flat.size)
-    return flat_or_same(np, inv[new_in.ravel()])
+    out = flat_or_same(np, inv[new_in.ravel()])
+    if out.kind == "flat":
+        c.changes.append("flattens in %s order, without a transpose" % c.to)
+    return out
 
 
 def rule_reshape(c):

@@ -192,6 +192,12 @@ def render_report(report: ConvertReport) -> None:
     several = len(report.files) > 1
     for outcome in report.files:
         _render_outcome(out, outcome, several)
+    if several:
+        counts: dict[str, int] = {}
+        for outcome in report.files:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        parts = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
+        out.print(f"{len(report.files)} files: {parts}")
     failed = report.failed
     if failed:
         if several:
