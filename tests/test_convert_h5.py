@@ -78,6 +78,7 @@ def test_converts_and_keeps_everything_else(tmp_path: Path, kind: str) -> None:
         src_x, out_x = a["x_train"], b["x_train"]
         # filters kept; chunks of whole channels_first samples where the source was chunked
         assert out_x.compression == src_x.compression
+        assert out_x.compression_opts == src_x.compression_opts  # the gzip level too
         assert out_x.shuffle == src_x.shuffle and out_x.fletcher32 == src_x.fletcher32
         if src_x.chunks is None:
             assert out_x.chunks is None
