@@ -122,6 +122,30 @@ def build(out):
     wide.fit(x, [y, rng.rand(48, 16, 16, 2).astype("float32")], epochs=2, verbose=0)
     wide.save(os.path.join(out, "wide.h5"))
 
+    # a generator: features made into an image (Dense -> BN -> LeakyReLU -> Reshape)
+    z = kl.Input((10,))
+    h = kl.Dense(4 * 4 * 8)(z)
+    h = kl.BatchNormalization()(h)
+    h = kl.LeakyReLU(0.2)(h)
+    h = kl.Reshape((4, 4, 8))(h)
+    h = kl.Conv2DTranspose(4, 2, strides=2, data_format=cl)(h)
+    img = kl.Conv2D(3, 3, padding="same", data_format=cl)(h)
+    gen = Model(z, img)
+    gen.compile("adam", "mse")
+    gen.fit(rng.rand(48, 10).astype("float32"), rng.rand(48, 8, 8, 3), epochs=2, verbose=0)
+    gen.save(os.path.join(out, "generator.h5"))
+
+    # Permute of an image, and a softmax over the channels
+    inp = kl.Input((16, 16, 3))
+    h = kl.Conv2D(4, 3, padding="same", data_format=cl)(inp)
+    h = kl.Permute((2, 1, 3))(h)
+    h = kl.Conv2D(5, 1, data_format=cl)(h)
+    seg = kl.Softmax(axis=-1)(h)
+    per = Model(inp, seg)
+    per.compile("adam", "categorical_crossentropy")
+    per.fit(x, keras.utils.to_categorical(rng.randint(0, 5, (48, 16, 16)), 5), epochs=2, verbose=0)
+    per.save(os.path.join(out, "permute.h5"))
+
     lam = Sequential(
         [
             kl.Conv2D(4, 3, input_shape=(16, 16, 3), data_format=cl),
@@ -151,7 +175,7 @@ def check(old_path, new_path, fmt, architecture=None, new_architecture=None):
     x = rng.standard_normal((5,) + tuple(old.input_shape[1:])).astype("float32")
     perm = (0, 3, 1, 2) if fmt == "channels_first" else (0, 2, 3, 1)
     old_out = old.predict(x)
-    new_out = new.predict(np.ascontiguousarray(x.transpose(perm)))
+    new_out = new.predict(np.ascontiguousarray(x.transpose(perm)) if x.ndim == 4 else x)
     if not isinstance(old_out, list):
         old_out, new_out = [old_out], [new_out]
     diffs = []

@@ -152,12 +152,69 @@ def flat_or_same(np, sigma):
 # -- the rules --------------------------------------------------------------------------
 
 
+class Graph(object):
+    """What a rule may need beyond its own layer: who uses each tensor, the model's
+    outputs, and the weight functions and reports of the layers done so far."""
+
+    def __init__(self, model, nodes):
+        # (layer name, node index) -> how many inputs and outputs take it
+        self.uses = {}  # type: dict
+        for layer in model.layers:
+            for i, node in enumerate(layer._inbound_nodes):
+                if nodes is not None and "%s_ib-%d" % (layer.name, i) not in nodes:
+                    continue
+                for src, ni in zip(node.inbound_layers, node.node_indices):
+                    self.uses[(src.name, ni)] = self.uses.get((src.name, ni), 0) + 1
+        for src, ni, _ti in model._output_coordinates:
+            self.uses[(src.name, ni)] = self.uses.get((src.name, ni), 0) + 1
+        self.weights = {}  # layer name -> function old weights -> new weights
+        self.report = {}  # layer name -> its report entry
+
+    def add_weights(self, name, f):
+        before = self.weights.get(name)
+        self.weights[name] = f if before is None else (lambda ws: f(before(ws)))
+
+    def reorder_features(self, c, tau):
+        """Make the features feeding ``c``'s layer come out in the order ``tau``
+        (new[:, j] = old[:, tau[j]]): back through element-wise layers and
+        BatchNormalization, each used once, to the Dense that makes them."""
+        node = c.node
+        while True:
+            if len(node.inbound_layers) != 1:
+                c.refuse("turns features from several layers into an image")
+            layer, ni = node.inbound_layers[0], node.node_indices[0]
+            name, cls = layer.name, layer.__class__.__name__
+            if self.uses.get((name, ni), 0) != 1 or len(layer._inbound_nodes) != 1:
+                c.refuse("turns features into an image, and '%s' is used elsewhere too" % name)
+            entry = self.report.get(name)
+            if cls == "Dense":
+                self.add_weights(name, lambda ws: [ws[0][:, tau]] + [w[tau] for w in ws[1:]])
+                note = "kernel columns reordered: the Reshape after it makes a %s image" % c.to
+            elif (
+                cls == "BatchNormalization"
+                or cls in ELEMENTWISE
+                or (cls == "Activation" and layer.get_config().get("activation") != "softmax")
+            ):
+                if cls == "BatchNormalization":
+                    self.add_weights(name, lambda ws: [w[tau] for w in ws])
+                note = "features in the order of the %s image made after it" % c.to
+            else:
+                c.refuse("turns features into an image, and '%s' (%s) makes them" % (name, cls))
+            if entry is not None:
+                entry["changes"].append(note)
+            if cls == "Dense":
+                return
+            node = layer._inbound_nodes[ni]
+
+
 class Conversion(object):
     """One layer on one node: its config (edited in place), its input states and shapes."""
 
-    def __init__(self, np, to, layer, cfg, states, in_shapes, out_shapes, backend):
+    def __init__(self, np, to, layer, cfg, states, in_shapes, out_shapes, backend, graph, node):
         self.np = np
         self.backend = backend
+        self.graph = graph
+        self.node = node
         self.to = to
         self.layer = layer
         self.cfg = cfg
@@ -315,9 +372,17 @@ def rule_reshape(c):
     s = c.only_input()
     target = tuple(c.cfg["target_shape"])
     if s.kind == "same":
-        if len(target) in (3, 4):
-            c.refuse("turns features into an image: not supported; rebuild it in channels_first")
-        return SAME
+        if len(target) not in (3, 4):
+            return SAME
+        # features made into an image (a generator's Dense -> Reshape): the new model reads
+        # them in the new order, so the layers that make them produce that order
+        out = State("image", perm=permutation(len(target) + 1, c.to))
+        nb = [p - 1 for p in out.perm[1:]]
+        new_target = tuple(target[i] for i in nb)
+        tau = np.arange(int(np.prod(target))).reshape(target).transpose(nb).ravel()
+        c.graph.reorder_features(c, tau)
+        c.set("target_shape", list(new_target))
+        return out
     if s.kind == "flat":
         c.refuse("reshapes reordered Flatten features")
     shape = tuple(c.in_shapes[0][1:])
@@ -532,8 +597,9 @@ def convert_graph(np, model, to, backend):
     """Edited layer configs by name, weight functions by name, the report per layer, and
     the states of the model's inputs and outputs."""
     states = {}  # (layer name, node index, tensor index) -> State
-    configs, weights, report = {}, {}, []
+    configs, report = {}, []
     nodes = getattr(model, "_network_nodes", None)
+    graph = Graph(model, nodes)
     input_layers = list(getattr(model, "_input_layers", []))
     input_states = []
     for layer in input_layers:
@@ -563,6 +629,8 @@ def convert_graph(np, model, to, backend):
                 _shapes(node.input_shapes),
                 _shapes(node.output_shapes),
                 backend,
+                graph,
+                node,
             )
             out = rule_for(layer)(c)
             if outcome is not None and (outcome[0].key() != out.key()):
@@ -575,18 +643,18 @@ def convert_graph(np, model, to, backend):
         out, c = outcome
         configs[layer.name] = cfg
         if c.weights is not None:
-            weights[layer.name] = c.weights
-        report.append(
-            {
-                "name": layer.name,
-                "class": layer.__class__.__name__,
-                "changes": c.changes,
-                "state": out.describe(),
-                "output_shape": _plain(layer.output_shape),
-            }
-        )
+            graph.add_weights(layer.name, c.weights)
+        entry = {
+            "name": layer.name,
+            "class": layer.__class__.__name__,
+            "changes": c.changes,
+            "state": out.describe(),
+            "output_shape": _plain(layer.output_shape),
+        }
+        graph.report[layer.name] = entry
+        report.append(entry)
     output_states = [states[(src.name, ni, ti)] for src, ni, ti in model._output_coordinates]
-    return configs, weights, report, input_states, output_states
+    return configs, graph.weights, report, input_states, output_states
 
 
 def _plain(shape):
