@@ -196,3 +196,44 @@ def test_key_does_not_apply_to_models(tmp_path: Path) -> None:
     fake_model_file(src)
     r = kmx("convert", str(src), "--key", "x")
     assert r.exit_code == 2 and "is a Keras model" in r.stderr
+
+
+@pytest.mark.venv
+@pytest.mark.kill
+def test_kill_9_while_the_target_writes(models: Path, keras_python: Path) -> None:
+    """kmx-tune killed while the target is writing the converted model: nothing under
+    the final name, the source untouched; the next run removes the leftover and
+    converts."""
+    import os
+    import signal
+    import sys
+    import time
+
+    from kmx_tune.convert import convert_file
+    from kmx_tune.fsio import TEMP_MARK
+
+    src = models / "functional.h5"
+    before = sha(src)
+    final = models / "functional.channels_first.h5"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kmx_tune", "convert", str(src), "--python", str(keras_python)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    prefix = f".{final.name}{TEMP_MARK}{proc.pid}-"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        mine = [p for p in models.iterdir() if p.name.startswith(prefix)]
+        if mine and mine[0].stat().st_size > 0:  # the target has started writing it
+            break
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not final.exists() and sha(src) == before
+    time.sleep(5)  # the orphaned target finishes (or not): either way nothing is published
+    assert not final.exists()
+    out = convert_file(src, python=str(keras_python))
+    assert out.status == "converted" and out.removed_temps
+    assert not [p for p in models.iterdir() if TEMP_MARK in p.name]
+    assert in_venv(keras_python, "check", str(src), str(final), "channels_first")["max_diff"] < 1e-4
