@@ -37,8 +37,10 @@ def test_probe_shows_the_h100_and_the_advice() -> None:
     assert "driver 580.159.04, supports CUDA 13.0" in out
     assert "NVIDIA H100 80GB HBM3, compute capability 9.0, 81559 MiB" in out
     assert "avx512f" in out and "amx_tile" in out
-    assert "MXNet for this box: mxnet 1.9.1 (CPU)" in out
-    assert "no MXNet wheel has kernels for compute capability 9.0" in out
+    assert "MXNet for this box (any Python): mxnet 1.9.1 (CPU)" in out
+    assert "no MXNet wheel has machine code (SASS) for compute capability 9.0" in out
+    assert "no MXNet wheel has kernels" not in out  # PTX exists in the <= 1.7.0 wheels
+    assert "mxnet-cu102mkl 1.6.0.post0 (and other wheels up to 1.7.0) carries PTX" in out
     assert 'MXNET_CUDA_ARCH="9.0"' in out
 
 

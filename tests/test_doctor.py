@@ -121,7 +121,10 @@ def test_cuda_flavor_newer_than_the_driver(tmp_path: Path) -> None:
     f = find(run(target(("mxnet-cu117", "1.9.1"), NP_OK), RTX_OLD, home=tmp_path), "mxnet")
     assert f.status == "fail"
     assert "needs CUDA 11.7, newer than the driver supports" in f.title
-    assert "driver 418.39 supports CUDA 10.1; CUDA 11.7 needs driver 450.80.02" in f.detail
+    assert (
+        "driver 418.39 supports CUDA 10.1; CUDA 11.7 needs driver 515.43.04 or newer "
+        "(450.80.02 through CUDA 11 minor-version compatibility)"
+    ) in f.detail
 
 
 def test_cuda_flavor_without_kernels_for_the_h100(tmp_path: Path) -> None:
@@ -153,7 +156,7 @@ def test_an_old_cpu_flavor_is_a_warning(tmp_path: Path) -> None:
 def test_h100_with_cpu_mxnet_is_ok_and_shows_the_source_route(tmp_path: Path) -> None:
     f = find(run(target(MX, NP_OK), H100, home=tmp_path), "mxnet")
     assert f.status == "ok"
-    assert "no MXNet wheel has kernels for compute capability 9.0" in f.detail
+    assert "no MXNet wheel has machine code (SASS) for compute capability 9.0" in f.detail
     assert "git clone --recursive" in f.detail
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from kmx_tune.options import hardware_option, json_option
+from kmx_tune.options import hardware_option, json_option, python_option
 
 if TYPE_CHECKING:
     from kmx_tune.flavors import Recommendation
@@ -23,6 +23,7 @@ class ProbeReport:
 
     hardware: HardwareProfile
     recommendation: Recommendation
+    python: tuple[int, int] | None = None  # the target Python the advice is for
     exit_code: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -32,10 +33,12 @@ class ProbeReport:
 @click.command("probe")
 @json_option
 @hardware_option
+@python_option
 @click.option("--no-cache", is_flag=True, help="Probe the CPU again instead of using the cache.")
-def probe(as_json: bool, hardware_file: str | None, no_cache: bool) -> None:
+def probe(as_json: bool, hardware_file: str | None, python: str | None, no_cache: bool) -> None:
     """Show the CPU (vendor, ISA flags, cores, cgroup quota), the NVIDIA driver and
-    each GPU's compute capability, and the MXNet flavor that fits them.
+    each GPU's compute capability, and the MXNet flavor that fits them (for the
+    Python given with --python; without it, for any Python).
 
     `--json` writes a profile that every command taking `--hardware FILE` reads:
     probe the training box once, then get advice for it anywhere.
@@ -50,12 +53,17 @@ def probe(as_json: bool, hardware_file: str | None, no_cache: bool) -> None:
     from kmx_tune.hardware import load_profile
     from kmx_tune.hardware import probe as probe_hardware
     from kmx_tune.render import finish
+    from kmx_tune.target import Target
 
     if hardware_file is not None:
         hw = load_profile(hardware_file)
     else:
         hw = probe_hardware(use_cache=not no_cache)
-    finish(ProbeReport(hw, recommend(hw)), as_json, render_profile)
+    py = None
+    if python is not None:
+        version = Target.find(python).facts().version
+        py = (version[0], version[1])
+    finish(ProbeReport(hw, recommend(hw, py), py), as_json, render_profile)
 
 
 def render_profile(report: ProbeReport) -> None:
@@ -102,9 +110,27 @@ def render_profile(report: ProbeReport) -> None:
         out.print(f"[bold]{key:<{width}}[/bold]  {plain(value)}")
     out.print()
     kind = "CUDA" if rec.gpu else "CPU"
-    out.print(f"[bold]MXNet for this box:[/bold] {rec.package} {rec.version} ({kind})")
+    which = (
+        "any Python" if report.python is None else f"Python {report.python[0]}.{report.python[1]}"
+    )
+    if rec.installable:
+        out.print(
+            f"[bold]MXNet for this box[/bold] ({plain(which)}): {plain(rec.package)} "
+            f"{plain(rec.version)} ({kind})"
+        )
+    else:
+        out.print(f"[bold]MXNet for this box[/bold] ({plain(which)}): none")
     for reason in rec.reasons:
         out.print(f"  because {plain(reason)}")
+    libs = rec.cuda_libs
+    if libs is not None:
+        if libs.mode == "pip":
+            out.print(f"  CUDA libraries from pip: {plain(' '.join(libs.packages))}")
+        else:
+            for line in libs.system:
+                out.print(f"  the system must provide: {plain(line)}")
+    for name, value in rec.environment.items():
+        out.print(f"  environment: {plain(name)}={plain(value)}")
     for warning in rec.warnings:
         out.print(f"  [yellow]![/yellow] {plain(warning)}")
     if rec.build_from_source:

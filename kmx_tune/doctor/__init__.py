@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kmx_tune import keras_config
+from kmx_tune.doctor.cuda_libs import check_cuda_libs
 from kmx_tune.doctor.environment import (
     check_kmp_affinity,
     check_library_path,
@@ -47,6 +48,7 @@ __all__ = [
 CHECKS: tuple[Check, ...] = (
     check_python,
     check_mxnet_flavor,
+    check_cuda_libs,
     check_numpy,
     check_keras,
     check_keras_json,

@@ -18,6 +18,8 @@ _NO_NUMPY_WHEEL = (
 
 def flavor_detail(ctx: Context) -> str:
     rec = ctx.rec
+    if not rec.installable:
+        return rec.reasons[0]
     return f"recommended: {rec.package} {rec.version} because {rec.reasons[0]}"
 
 
@@ -25,6 +27,15 @@ def check_mxnet_flavor(ctx: Context) -> Iterator[Finding]:
     dists = ctx.target.mxnet_distributions
     rec = ctx.rec
     if not dists:
+        if not rec.installable:
+            yield Finding(
+                "mxnet",
+                FAIL,
+                "MXNet is not installed, and no MXNet wheel installs here",
+                flavor_detail(ctx),
+                "use a Linux x86-64 machine or container (or build MXNet from source)",
+            )
+            return
         if ctx.py > PY_NEWEST_NUMPY_PIN:
             yield Finding(
                 "mxnet",
@@ -78,12 +89,20 @@ def _cpu_flavor(ctx: Context, d: Distribution, installed: str) -> Iterator[Findi
             flavor_detail(ctx),
             ctx.install_mxnet(),
         )
-    elif normalize(d.name) != rec.package or versions.key(d.version) < versions.key(rec.version):
+    elif rec.installable and versions.key(d.version) < versions.key(rec.version):
         yield Finding(
             "mxnet",
             WARN,
-            f"{installed} is older than {rec.package} {rec.version}, the newest CPU build "
-            "(MKL-DNN built in)",
+            f"{installed} is older than {rec.package} {rec.version}, the newest CPU build"
+            + (" (MKL-DNN built in)" if FLAVORS[rec.package].onednn else ""),
+            flavor_detail(ctx),
+            ctx.install_mxnet(),
+        )
+    elif rec.installable and normalize(d.name) != rec.package:
+        yield Finding(
+            "mxnet",
+            WARN,
+            f"{installed} is installed; the CPU build for this box is {rec.package} {rec.version}",
             flavor_detail(ctx),
             ctx.install_mxnet(),
         )

@@ -410,13 +410,17 @@ def _result(
     warnings: Sequence[str] = (),
     route: str | None = None,
     gpu: bool = False,
+    ranking: Sequence[str] = (),
 ) -> Recommendation:
+    """The recommendation for *picks* (the first one chosen). *reasons* go first;
+    *ranking* follows the choice's own first reason (which names the detected facts)."""
     first = picks[0]
+    own = (*first.reasons[:1], *ranking, *first.reasons[1:])
     return Recommendation(
         package=first.wheel.name,
         version=first.wheel.version,
         requirements=first.requirements,
-        reasons=(*reasons, *first.reasons),
+        reasons=(*reasons, *own),
         warnings=(*warnings, *first.warnings),
         gpu=gpu,
         build_from_source=route,
@@ -484,7 +488,7 @@ def recommend(
         return _result(
             platform,
             candidates,
-            reasons=_ranking(hw, candidates, wheels),
+            ranking=_ranking(hw, candidates, wheels),
             warnings=warnings,
             gpu=True,
         )
