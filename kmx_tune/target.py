@@ -66,6 +66,8 @@ class TargetInfo:
     runtime: RuntimeFacts | None = None
     sysconfig_platform: str = ""  # "linux-x86_64": what pip's platform tags derive from
     libc: tuple[str, str] = ("", "")  # ("glibc", "2.36") on most Linux systems
+    # where each library the installed libmxnet.so needs resolves (kmx_cuda_libs.py)
+    cuda_libs: Mapping[str, Any] | None = None
 
     @property
     def version_str(self) -> str:
@@ -343,6 +345,7 @@ def facts_from_json(python: str, raw: Mapping[str, Any]) -> TargetInfo:
         runtime=runtime,
         sysconfig_platform=str(raw.get("sysconfig_platform") or ""),
         libc=_libc(raw.get("libc")),
+        cuda_libs=raw.get("cuda_libs") if isinstance(raw.get("cuda_libs"), dict) else None,
     )
 
 

@@ -169,7 +169,15 @@ def main(argv):
         "pip_module": module_dir("pip") is not None,
         "keras": keras_facts(),
         "deep": None,
+        "cuda_libs": None,
     }
+    if any(normalize(d["name"]).startswith("mxnet") for d in facts["distributions"].values()):
+        try:  # where each library libmxnet.so needs resolves (kmx_cuda_libs.py, beside this)
+            import kmx_cuda_libs
+
+            facts["cuda_libs"] = kmx_cuda_libs.report()
+        except Exception as exc:  # a report, never a failure of the facts
+            facts["cuda_libs"] = {"error": _error_line(exc)}
     if deep:
         # Imports may print (Python or C level); keep fd 1 clean for the JSON.
         sys.stdout.flush()

@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     "--version", "version", metavar="V", help="Install this release instead of the newest."
 )
 @click.option("--cpu", is_flag=True, help="Pick a CPU flavor even when there is a usable GPU.")
+@click.option(
+    "--cuda-libs",
+    type=click.Choice(["pip", "system"]),
+    help="Where a CUDA flavor's CUDA/cuDNN/NCCL libraries come from (default: pip where "
+    "NVIDIA publishes them, else the system).",
+)
 @hardware_option
 @dry_run_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before changing the environment.")
@@ -40,6 +46,7 @@ def install_mxnet(
     flavor: str | None,
     version: str | None,
     cpu: bool,
+    cuda_libs: str | None,
     hardware_file: str | None,
     dry_run: bool,
     yes: bool,
@@ -97,7 +104,7 @@ def install_mxnet(
     result = install_mxnet(
         Target.find(python),
         get_hardware(hardware_file),
-        Request(flavor, version, cpu),
+        Request(flavor, version, cpu, cuda_libs or "auto"),
         PipOptions(index_url, extra_index_url, find_links, no_index),
         dry_run=dry_run,
         confirm=confirm,

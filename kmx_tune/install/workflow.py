@@ -26,6 +26,7 @@ class Request:
     flavor: str | None = None  # --flavor
     version: str | None = None  # --version
     cpu_only: bool = False  # --cpu
+    cuda_libs: str = "auto"  # --cuda-libs pip|system
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,9 @@ def prepare(
         flavor=request.flavor,
         version=request.version,
         cpu_only=request.cpu_only,
+        cuda_libs=request.cuda_libs,
     )
-    check_available(plan, pip)
-    return plan
+    return check_available(plan, pip)
 
 
 def install_mxnet(
