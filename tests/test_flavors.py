@@ -125,7 +125,9 @@ def test_the_makefile_builds_carry_their_real_archs_and_ptx() -> None:
 
 
 @pytest.mark.parametrize(
-    ("wheel", "cap"), [(w, c) for w in LINUX_GPU for c in w.sass], ids=lambda v: v if isinstance(v, str) else row_id(v)
+    ("wheel", "cap"),
+    [(w, c) for w in LINUX_GPU for c in w.sass],
+    ids=lambda v: v if isinstance(v, str) else row_id(v),
 )
 def test_a_gpu_the_wheel_was_built_for_on_a_driver_that_just_runs_it(
     base: HardwareProfile, wheel: Wheel, cap: str

@@ -107,10 +107,13 @@ def library_versions(paths):
             continue
         try:
             value = ctypes.c_int(0)
-            if getattr(ctypes.CDLL(path), function)(ctypes.byref(value)) == 0:
-                found[key] = value.value
+            status = getattr(ctypes.CDLL(path), function)(ctypes.byref(value))
         except (OSError, AttributeError):
             continue
+        if status == 0:
+            found[key] = value.value
+        else:  # cudaRuntimeGetVersion fails (100, no device) where no GPU is found
+            found[key + "_error"] = status
     path = next((p for name, p in paths.items() if name.startswith("libcudnn.so")), None)
     if path is not None:
         try:
@@ -119,6 +122,23 @@ def library_versions(paths):
             found["cudnn"] = int(cudnn.cudnnGetVersion())
         except (OSError, AttributeError):
             pass
+    return found
+
+
+def file_versions(paths):
+    """{file name: version} read from the file or its pip distribution (kmx_cuda_libs)."""
+    try:
+        import kmx_cuda_libs
+    except ImportError:
+        return {}
+    found = {}
+    for name, path in paths.items():
+        try:
+            version = kmx_cuda_libs.version_of(path, name)
+        except Exception:  # a report, never a failure of the check
+            version = None
+        if version:
+            found[name] = version
     return found
 
 
@@ -168,6 +188,7 @@ def verify(gpu):
         }
     report["cuda_libraries"] = loaded_libraries()
     report["cuda_versions"] = library_versions(report["cuda_libraries"])
+    report["cuda_library_versions"] = file_versions(report["cuda_libraries"])
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         report["numpy_version"] = getattr(numpy, "__version__", None)

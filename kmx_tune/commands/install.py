@@ -164,6 +164,12 @@ def _show_result(out: Console, err: Console, result: InstallResult) -> None:
                 + ", tiny operation ok"
             )
         out.print(f"[green]Installed[/] {plain(result.plan.requirement)}{plain(facts)}")
+        for name, path in sorted((v.cuda_libraries if v is not None else {}).items()):
+            version = (v.cuda_library_versions if v is not None else {}).get(name)
+            out.print(
+                f"  loaded {plain(name)} from {plain(path)}"
+                + (f" ({plain(version)})" if version else "")
+            )
         out.print(f"Changes: {plain(changes)}")
         return
     out.print(f"[red]Failed[/]: {plain(result.failure or '')}")

@@ -43,6 +43,7 @@ class Verification:
     numpy_version: str | None
     cuda_libraries: Mapping[str, str] = field(default_factory=dict)  # file name -> path loaded
     cuda_versions: Mapping[str, int] = field(default_factory=dict)  # runtime, cudnn, nccl, ...
+    cuda_library_versions: Mapping[str, str] = field(default_factory=dict)  # file name -> version
     ops: Mapping[str, float] = field(default_factory=dict)  # "dot on cpu" -> value
 
     def to_json(self) -> dict[str, Any]:
@@ -56,6 +57,7 @@ class Verification:
             "operations": dict(self.ops),
             "cuda_libraries": dict(self.cuda_libraries),
             "cuda_versions": dict(self.cuda_versions),
+            "cuda_library_versions": dict(self.cuda_library_versions),
         }
 
 
@@ -146,6 +148,7 @@ def judge(
         numpy_version=report.get("numpy_version"),
         cuda_libraries=dict(report.get("cuda_libraries") or {}),
         cuda_versions=dict(report.get("cuda_versions") or {}),
+        cuda_library_versions=dict(report.get("cuda_library_versions") or {}),
         ops={
             f"{name} on {where}": value
             for where in ("cpu", "gpu")
