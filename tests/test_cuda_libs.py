@@ -35,11 +35,18 @@ def target_with(*dists: tuple[str, str]) -> TargetInfo:
     """A venv target with these distributions, as the facts script reports one."""
     site = "/venv/lib/python3.11/site-packages"
     return TargetInfo(
-        python="/venv/bin/python", executable="/venv/bin/python", version=(3, 11, 7),
-        implementation="CPython", platform="linux", machine="x86_64", prefix="/venv",
-        in_venv=True, has_pip=True, keras=KerasFacts(None, False),
+        python="/venv/bin/python",
+        executable="/venv/bin/python",
+        version=(3, 11, 7),
+        implementation="CPython",
+        platform="linux",
+        machine="x86_64",
+        prefix="/venv",
+        in_venv=True,
+        has_pip=True,
+        keras=KerasFacts(None, False),
         distributions={n.lower(): Distribution(n, v, site) for n, v in dists},
-    )  # fmt: skip
+    )
 
 
 def row(name: str, version: str = "1.9.1"):  # noqa: ANN201 -- a table row
@@ -74,9 +81,10 @@ def test_pip_where_nvidia_publishes_every_library() -> None:
     cu117 = plan_cuda_libs(row("mxnet-cu117"), "12.2")
     assert cu117 is not None and "nvidia-cusparse-cu11==11.7.5.86" in cu117.packages
     assert cu117.preload[:3] == (
-        ("cuda_runtime", "libcudart.so.11.0"), ("cublas", "libcublasLt.so.11"),
+        ("cuda_runtime", "libcudart.so.11.0"),
+        ("cublas", "libcublasLt.so.11"),
         ("cublas", "libcublas.so.11"),
-    )  # fmt: skip
+    )
 
 
 def test_cu110_and_cu111_need_an_nvrtc_no_pip_wheel_ships() -> None:
@@ -97,9 +105,14 @@ def test_system_is_asked_for() -> None:
 
 @pytest.mark.parametrize(
     ("driver_cuda", "nvrtc", "fusion"),
-    [("12.2", "11.8.89", None), ("11.8", "11.8.89", None), ("11.7", "11.7.99", None),
-     ("11.4", "11.8.89", "0"), ("11.2", "11.8.89", "0")],
-)  # fmt: skip
+    [
+        ("12.2", "11.8.89", None),
+        ("11.8", "11.8.89", None),
+        ("11.7", "11.7.99", None),
+        ("11.4", "11.8.89", "0"),
+        ("11.2", "11.8.89", "0"),
+    ],
+)
 def test_nvrtc_no_newer_than_the_driver_or_fusion_off(
     driver_cuda: str, nvrtc: str, fusion: str | None
 ) -> None:
@@ -175,9 +188,11 @@ def fake_env(tmp_path: Path) -> tuple[Path, Path]:
     site = Path(
         subprocess.run(
             [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
-    )  # fmt: skip
+    )
     lib = build(
         site / "nvidia" / "fake" / "lib" / "libfakecuda.so.11",
         "int fake_cuda_answer(void) { return 42; }\n",
@@ -260,3 +275,20 @@ def test_a_missing_library_is_recorded_and_mxnets_own_error_stays(
     )
     assert "OSError" in run.stdout and "libfakecuda.so.11" in run.stdout
     assert "libnothere.so.1: not found under nvidia/*/lib on sys.path" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "driver_cuda"),
+    [("mxnet-cu112", "12.2"), ("mxnet-cu117", "11.4"), ("mxnet-cu114", "11.7")],
+)
+def test_an_installed_wiring_can_be_built_again_as_its_way_back(
+    tmp_path: Path, name: str, driver_cuda: str
+) -> None:
+    """The wiring is on no index: a rollback that must reinstall it finds the same wheel,
+    byte for byte, rebuilt from its version alone."""
+    libs = plan_cuda_libs(row(name), driver_cuda)
+    assert libs is not None
+    first = cuda_wiring.build(libs, f"{name}==1.9.1", tmp_path / "a")
+    again = cuda_wiring.rebuild(libs.wiring_version, tmp_path / "b")
+    assert again is not None and again.read_bytes() == first.read_bytes()
+    assert cuda_wiring.rebuild("1.0+cu999", tmp_path / "c") is None

@@ -129,24 +129,42 @@ def recorded(*dists: tuple[str, str], cuda_libs: dict[str, Any] | None) -> Targe
 
 def lib(soname: str, path: str | None, how: str = "ld.so.cache", **extra: Any) -> dict[str, Any]:
     cuda = soname.startswith(("libcu", "libnv", "libnccl"))
-    return {"soname": soname, "needed_by": "libmxnet.so", "direct": True, "path": path,
-            "how": how, "cuda": cuda, **extra}  # fmt: skip
+    return {
+        "soname": soname,
+        "needed_by": "libmxnet.so",
+        "direct": True,
+        "path": path,
+        "how": how,
+        "cuda": cuda,
+        **extra,
+    }
 
 
 def report(*libraries: dict[str, Any], **over: Any) -> dict[str, Any]:
-    data = {"mxnet_folder": "/venv/site/mxnet", "library": "/venv/site/mxnet/libmxnet.so",
-            "error": None, "rpath": ["${ORIGIN}"], "runpath": None,
-            "libraries": list(libraries), "wiring": None, "ld_library_path": None}  # fmt: skip
+    data = {
+        "mxnet_folder": "/venv/site/mxnet",
+        "library": "/venv/site/mxnet/libmxnet.so",
+        "error": None,
+        "rpath": ["${ORIGIN}"],
+        "runpath": None,
+        "libraries": list(libraries),
+        "wiring": None,
+        "ld_library_path": None,
+    }
     data.update(over)
     return data
 
 
 def test_a_system_library_flavor_names_what_the_system_must_provide(tmp_path: Path) -> None:
     t = recorded(
-        ("mxnet-cu110", "1.9.1"), ("numpy", "1.23.5"),
-        cuda_libs=report(lib("libnvrtc.so.11.0", None), lib("libcudnn.so.8", None),
-                         lib("libcuda.so.1", "/usr/lib/x86_64-linux-gnu/libcuda.so.1")),
-    )  # fmt: skip
+        ("mxnet-cu110", "1.9.1"),
+        ("numpy", "1.23.5"),
+        cuda_libs=report(
+            lib("libnvrtc.so.11.0", None),
+            lib("libcudnn.so.8", None),
+            lib("libcuda.so.1", "/usr/lib/x86_64-linux-gnu/libcuda.so.1"),
+        ),
+    )
     f = finding(check(t, tmp_path, "a100-driver-450.80"))
     assert f.status == "fail" and "libcudnn.so.8, libnvrtc.so.11.0" in f.title
     assert (
@@ -157,10 +175,15 @@ def test_a_system_library_flavor_names_what_the_system_must_provide(tmp_path: Pa
 
 def test_an_nvrtc_newer_than_the_drivers_cuda_wants_fusion_off(tmp_path: Path) -> None:
     libs = report(
-        lib("libnvrtc.so.11.2", "/venv/site/nvidia/cuda_nvrtc/lib/libnvrtc.so.11.2",
-            "LD_LIBRARY_PATH", version="11.8.89", package="nvidia-cuda-nvrtc-cu11"),
+        lib(
+            "libnvrtc.so.11.2",
+            "/venv/site/nvidia/cuda_nvrtc/lib/libnvrtc.so.11.2",
+            "LD_LIBRARY_PATH",
+            version="11.8.89",
+            package="nvidia-cuda-nvrtc-cu11",
+        ),
         lib("libcuda.so.1", "/usr/lib/x86_64-linux-gnu/libcuda.so.1"),
-    )  # fmt: skip
+    )
     t = recorded(("mxnet-cu112", "1.9.1"), ("numpy", "1.23.5"), cuda_libs=libs)
     r = check(t, tmp_path, "rtx3090-driver-455")
     (fusion,) = [f for f in r.findings if f.id == "env.MXNET_USE_FUSION"]

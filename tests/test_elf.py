@@ -218,9 +218,12 @@ def test_fatbin_entries_are_read_per_bundle(tmp_path: Path) -> None:
     lib = library_with_fatbin(tmp_path / "libmxnet.so", section)
     entries = kmx_elf.fatbin_entries(str(lib))
     assert [(e["bundle"], e["kind"], e["arch"]) for e in entries] == [
-        (1, "sass", "5.0"), (1, "sass", "8.6"), (1, "ptx", "8.6"), (2, "sass", "5.0"),
+        (1, "sass", "5.0"),
+        (1, "sass", "8.6"),
+        (1, "ptx", "8.6"),
+        (2, "sass", "5.0"),
         (3, "sass", "6.0"),
-    ]  # fmt: skip
+    ]
     assert all(e["compressed"] for e in entries)
     summary = kmx_elf.summarize_fatbin(entries, partial=0.5)
     assert summary["sass"] == ["5.0"] and summary["sass_partial"] == ["6.0", "8.6"]
@@ -257,10 +260,17 @@ def test_the_audit_tool_rederives_a_real_wheels_row(tmp_path: Path) -> None:
     """mxnet-cu75 1.2.1.post1: the smallest CUDA wheel (158 MB, a 275 MB libmxnet.so)."""
     out = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "audit_wheels.py"), "--check", "--out", str(out),
-         "mxnet-cu75==1.2.1.post1"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "tools" / "audit_wheels.py"),
+            "--check",
+            "--out",
+            str(out),
+            "mxnet-cu75==1.2.1.post1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "matches the table" in run.stdout
     report = json.loads((out / "mxnet-cu75-1.2.1.post1.json").read_text())

@@ -207,8 +207,11 @@ def test_2_a_release_whose_numpy_has_no_wheel_is_not_advised_for_that_python() -
     assert (old.package, old.version) == ("mxnet-cu75", "1.2.1.post1")
     new = recommend(hw, (3, 11))
     assert (new.package, new.gpu) == ("mxnet", False)
-    assert any("the driver runs mxnet-cu75, but mxnet-cu75 1.2.1.post1 installs only on Python "
-               "3.6-3.7 (its own requirement numpy<1.15" in r for r in new.reasons)  # fmt: skip
+    assert any(
+        "the driver runs mxnet-cu75, but mxnet-cu75 1.2.1.post1 installs only on Python "
+        "3.6-3.7 (its own requirement numpy<1.15" in r
+        for r in new.reasons
+    )
     assert any("upgrade the NVIDIA driver to 375.26" in w for w in new.warnings)
 
 

@@ -26,9 +26,12 @@ SITE = "/venv/lib/python3.11/site-packages"
 
 def plan(package: str = "mxnet", version: str = "1.9.1", **kw: Any) -> InstallPlan:
     return make_plan(
-        target_with(), package=package, version=version,
-        requirements=(f"{package}=={version}", "numpy<1.24"), **kw,
-    )  # fmt: skip
+        target_with(),
+        package=package,
+        version=version,
+        requirements=(f"{package}=={version}", "numpy<1.24"),
+        **kw,
+    )
 
 
 def installed(name: str = "mxnet", version: str = "1.9.1") -> dict[str, Distribution]:
@@ -37,10 +40,14 @@ def installed(name: str = "mxnet", version: str = "1.9.1") -> dict[str, Distribu
 
 def report(**over: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "import_error": None, "mxnet_version": "1.9.1", "mxnet_file": f"{SITE}/mxnet/__init__.py",
-        "features": {"CUDA": False, "MKLDNN": True}, "cpu_ops": dict(OPS), "cpu_op_errors": {},
+        "import_error": None,
+        "mxnet_version": "1.9.1",
+        "mxnet_file": f"{SITE}/mxnet/__init__.py",
+        "features": {"CUDA": False, "MKLDNN": True},
+        "cpu_ops": dict(OPS),
+        "cpu_op_errors": {},
         "cpu_op": 8.0,
-    }  # fmt: skip
+    }
     data.update(over)
     return data
 
@@ -68,8 +75,11 @@ def test_a_gpu_flavor_runs_the_operations_on_gpu_too_and_names_the_libraries() -
     assert v.ok and v.cuda_libraries == libs
     assert v.to_json()["cuda_library_versions"] == {"libcudnn.so.8": "8.9.6.50"}
     assert v.to_json()["operations"]["dot on gpu"] == OPS["dot"]
-    bad = {**good, "gpu_ops": {**OPS, "fully_connected": None},
-           "gpu_op_errors": {"fully_connected": "no kernel image is available"}}  # fmt: skip
+    bad = {
+        **good,
+        "gpu_ops": {**OPS, "fully_connected": None},
+        "gpu_op_errors": {"fully_connected": "no kernel image is available"},
+    }
     assert judge(gpu_plan, bad, installed("mxnet-cu112")).problems == (
         "fully_connected on gpu(0) failed: no kernel image is available",
     )

@@ -23,7 +23,7 @@ try:  # run as a script in the target, beside its siblings
     import kmx_elf
     import kmx_ldso
 except ImportError:  # imported by kmx-tune itself
-    from kmx_tune._in_target import kmx_elf, kmx_ldso  # type: ignore[no-redef]
+    from kmx_tune._in_target import kmx_elf, kmx_ldso
 
 WIRING_CONFIG = "kmx_mxnet_cuda_libs.json"
 CUDA_LIB = re.compile(
@@ -127,7 +127,7 @@ def interpreter_of(path):
     return None
 
 
-_RECORDS = {}
+_RECORDS = {}  # type: dict
 
 
 def pip_owner(path):
@@ -192,9 +192,8 @@ def _cudnn_header(path):
         re.search(r"#define CUDNN_{}\s+(\d+)".format(k), text)
         for k in ("MAJOR", "MINOR", "PATCHLEVEL")
     ]
-    if all(parts):
-        return ".".join(m.group(1) for m in parts)
-    return None
+    found = [m.group(1) for m in parts if m is not None]
+    return ".".join(found) if len(found) == 3 else None
 
 
 def report(env=None):

@@ -245,8 +245,8 @@ def summarize_fatbin(entries, partial=0.05):
     "entries_by_arch": {"sass 8.6": n, ...}}. An arch present in fewer than *partial*
     of the bundles (mxnet-cu75's sm_20 code: 7 of 225) is listed as partial: a GPU of
     that arch finds no code for nearly every kernel."""
-    by_arch = {}
-    bundles = {}
+    by_arch = {}  # type: dict
+    bundles = {}  # type: dict
     for item in entries:
         bundles.setdefault(item["bundle"], set()).add(item["kind"])
         key = (item["kind"], item["arch"])
@@ -269,7 +269,7 @@ def summarize_fatbin(entries, partial=0.05):
         "sass_partial": archs("sass", False),
         "ptx_partial": archs("ptx", False),
         "bundles": len(bundles),
-        "bundles_with_ptx": sum(1 for kinds in bundles.values() if "ptx" in kinds),
+        "bundles_with_ptx": len([kinds for kinds in bundles.values() if "ptx" in kinds]),
         "entries_by_arch": dict(
             ("{} {}".format(kind, arch), n) for (kind, arch), n in sorted(by_arch.items())
         ),

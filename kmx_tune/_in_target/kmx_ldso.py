@@ -29,7 +29,7 @@ import subprocess
 try:  # run as a script in the target, beside kmx_elf.py
     import kmx_elf
 except ImportError:  # imported by kmx-tune itself
-    from kmx_tune._in_target import kmx_elf  # type: ignore[no-redef]
+    from kmx_tune._in_target import kmx_elf
 
 CACHE = "/etc/ld.so.cache"
 _NEW_MAGIC = b"glibc-ld.so.cache1.1"
@@ -56,7 +56,7 @@ def read_cache(path=CACHE):
         return {}
     try:
         (nlibs,) = struct.unpack_from("<I", data, start + 20)
-        entries = {}
+        entries = {}  # type: dict
         for i in range(nlibs):
             flags, key, value, _osversion, hwcap = struct.unpack_from(
                 "<iIIIQ", data, start + 48 + i * 24

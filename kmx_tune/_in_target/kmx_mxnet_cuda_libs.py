@@ -18,13 +18,15 @@ Set ``KMX_MXNET_CUDA_LIBS=0`` to turn it off for a process. Under ``python -S`` 
 Runs INSIDE the target interpreter: stdlib only, Python 3.6+ syntax.
 """
 
-import json
 import os
 import sys
 
+# Only os and sys at import: site runs this at every interpreter start, so anything
+# more (json, ctypes) is imported when the first `import mxnet` needs it.
+
 CONFIG_NAME = "kmx_mxnet_cuda_libs.json"
-LOADED = []  # absolute paths loaded, in order
-ERRORS = []  # "path: error" for each library that failed to load
+LOADED = []  # type: list  # absolute paths loaded, in order
+ERRORS = []  # type: list  # "path: error" for each library that failed to load
 
 
 def _config_path():
@@ -33,6 +35,8 @@ def _config_path():
 
 def read_config(path=None):
     """The library list this distribution was built with; {} when unreadable."""
+    import json
+
     try:
         with open(path or _config_path(), "r", encoding="utf-8") as handle:
             data = json.load(handle)

@@ -77,7 +77,7 @@ def run_ops(mx, ctx, where):
 
 def loaded_libraries():
     """{soname-ish file name: path} of the CUDA libraries this process has mapped."""
-    found = {}
+    found = {}  # type: dict
     try:
         with open("/proc/self/maps", "r") as handle:
             for line in handle:

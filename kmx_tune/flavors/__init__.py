@@ -20,6 +20,7 @@ from kmx_tune.flavors.advisor import (
     Choice,
     Recommendation,
     platform_of,
+    platform_of_target,
     recommend,
     requirements_for,
 )
@@ -44,6 +45,8 @@ __all__ = [
     "find_wheel",
     "get_flavor",
     "platform_of",
+    "platform_of_target",
+    "platform_of_target",
     "recommend",
     "requirements_for",
     "wheel_for",

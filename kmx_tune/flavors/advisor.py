@@ -113,6 +113,15 @@ def platform_of(hw: HardwareProfile) -> str:
     return f"{system}-{arch}"
 
 
+def platform_of_target(sys_platform: str, machine: str) -> str:
+    """The table's platform key for an interpreter (its sys.platform and machine)."""
+    system = "linux" if sys_platform.startswith("linux") else sys_platform
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine.lower(), machine.lower())
+    if system == "darwin" and arch == "aarch64":
+        return "macos-arm64"
+    return {"darwin": "macos", "win32": "windows"}.get(system, system) + f"-{arch}"
+
+
 def _py(python: Py | None) -> str:
     return "" if python is None else f"Python {python[0]}.{python[1]}"
 
@@ -201,12 +210,10 @@ def _gpu_choice(hw: HardwareProfile, w: Wheel, route: str, mode: str) -> Choice:
     detected = (
         f"{hw.origin}: driver {driver} (CUDA {driver_cuda}), compute capability {', '.join(caps)}"
     )
-    how = (
-        "supports natively" if route == rules.NATIVE else "runs through minor-version compatibility"
-    )
+    how = "natively" if route == rules.NATIVE else "only through minor-version compatibility"
     reasons = [
-        f"{w.name} {w.version} has machine code for every GPU here and the driver {how} "
-        f"its CUDA {w.cuda} ({detected})",
+        f"{w.name} {w.version} has machine code for every GPU here, and the driver runs its "
+        f"CUDA {w.cuda} {how} ({detected})",
         f"{w.name} {w.version} carries {rules.describe_code(w)}",
     ]
     warnings: list[str] = []

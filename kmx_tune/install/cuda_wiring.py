@@ -88,3 +88,34 @@ def build(libs: CudaLibs, flavor: str, folder: Path | None = None) -> Path:
     path = out / wheel_name(libs)
     fsio.atomic_write(path, buffer.getvalue(), mode=0o644)
     return path
+
+
+def wheel_folder() -> Path:
+    """Where the wiring wheels are built: kmx-tune's cache folder, wheels/."""
+    return cache_dir() / "wheels"
+
+
+def rebuild(version: str, folder: Path | None = None) -> Path | None:
+    """The wheel of an installed ``kmx-mxnet-cuda-libs==VERSION``, built again from the
+    table (the local version names the flavor and the choices made for the driver), so
+    that a way back exists for it as for any wheel from the index. None when *version*
+    is not one kmx-tune writes."""
+    from kmx_tune.flavors.cuda_libs import plan_pip
+    from kmx_tune.flavors.table import LINUX_X86_64, WHEELS
+
+    _, _, local = version.partition("+")
+    tag, *flags = local.split(".")
+    rows = [
+        w for w in WHEELS if w.platform == LINUX_X86_64 and w.cuda and w.tag == tag and not w.mkl
+    ]
+    if not rows:
+        return None
+    row = max(rows, key=lambda w: w.version)
+    driver_cuda = "11.2" if "nofusion" in flags else "11.7" if "nvrtc117" in flags else "12.0"
+    try:
+        libs = plan_pip(row, driver_cuda)
+    except ValueError:
+        return None
+    if libs.wiring_version != version:
+        return None
+    return build(libs, row.requirement, folder)

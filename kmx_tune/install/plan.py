@@ -244,12 +244,42 @@ def plan_install(
     if flavor is None and version is None:
         if not advice.installable:
             raise KmxError(f"{advice.reasons[0]}; nothing was changed")
+        first_libs = advice.candidates[0].cuda_libs
+        if cuda_libs == "pip" and first_libs is not None and first_libs.mode != "pip":
+            from kmx_tune.flavors.cuda_libs import pip_can_provide
+
+            missing = ", ".join(pip_can_provide(advice.candidates[0].wheel))
+            raise UsageError(
+                f"--cuda-libs pip: NVIDIA publishes no pip wheel with {missing}, which "
+                f"{advice.package} {advice.version} needs; use --cuda-libs system (the plan "
+                "says what the system must provide), or a flavor whose libraries are on pip "
+                "(mxnet-cu112 ... mxnet-cu117) with --flavor"
+            )
         plans = [
             _from_choice(target, advice, choice, first=i == 0)
             for i, choice in enumerate(advice.candidates)
         ]
-        return replace(plans[0], alternatives=tuple(plans[1:]))
-    return _override(target, hw, advice, flavor, version, cpu_only, cuda_libs)
+        return _platform_check(target, advice, replace(plans[0], alternatives=tuple(plans[1:])))
+    return _platform_check(
+        target, advice, _override(target, hw, advice, flavor, version, cpu_only, cuda_libs)
+    )
+
+
+def _platform_check(target: TargetInfo, advice: Recommendation, plan: InstallPlan) -> InstallPlan:
+    """The advice is for the profile's platform; say so when the target runs elsewhere."""
+    from kmx_tune.flavors import platform_of_target
+
+    here = platform_of_target(target.platform, target.machine)
+    if here == advice.platform:
+        return plan
+    return replace(
+        plan,
+        warnings=(
+            *plan.warnings,
+            f"the hardware profile is for {advice.platform} but {target.python} runs on {here}: "
+            "the wheel was chosen for the profile's platform",
+        ),
+    )
 
 
 def _override(
