@@ -3,7 +3,8 @@
 - :mod:`.table`: one row per wheel (flavor, release, platform), each citing its source;
 - :mod:`.gpu`: which code a GPU runs, which CUDA a driver runs, build routes;
 - :mod:`.cuda_libs`: the CUDA libraries each flavor needs and where they come from;
-- :mod:`.advisor`: ``recommend(hardware, python)``, the one function that decides.
+- :mod:`.advisor`: ``recommend(hardware, python)``, the one function that decides;
+  :mod:`.model` what it returns, :mod:`.explain` why a GPU box gets the CPU build.
 
 A new fact about a wheel is one row in :mod:`.table`.
 """
@@ -16,12 +17,12 @@ from types import MappingProxyType
 
 from kmx_tune import versions
 from kmx_tune.errors import UsageError
-from kmx_tune.flavors.advisor import (
+from kmx_tune.flavors.advisor import recommend
+from kmx_tune.flavors.model import (
     Choice,
     Recommendation,
     platform_of,
     platform_of_target,
-    recommend,
     requirements_for,
 )
 from kmx_tune.flavors.table import (

@@ -10,7 +10,7 @@ why (:func:`why_no_gpu_wheel`). install-mxnet then resolves the candidates in or
 with the target's pip and keeps the first that resolves.
 
 PTX: a wheel whose only code for a GPU is PTX (the <= 1.7.0 wheels on a newer GPU)
-is mentioned, never chosen: in the audited wheels 3% to 52% of the kernel bundles
+is mentioned, never chosen: in the audited wheels 10% to 52% of the kernel bundles
 carry no PTX at all, so some operators would fail with "no kernel image is available",
 the driver JIT-compiles hundreds of kernels at first use, and nothing of it was run
 on a GPU here.
@@ -18,15 +18,14 @@ on a GPU here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
 
 from kmx_tune import versions
 from kmx_tune.flavors import gpu as rules
-from kmx_tune.flavors.cuda_libs import AUTO, CudaLibs, plan_cuda_libs
+from kmx_tune.flavors.cuda_libs import AUTO, plan_cuda_libs
+from kmx_tune.flavors.explain import caps_of, why_no_gpu_wheel
+from kmx_tune.flavors.model import Choice, Recommendation, platform_of
 from kmx_tune.flavors.table import (
-    LINUX_X86_64,
     MACOS_ARM64,
     NUMPY_PIN,
     PLATFORM_NAMES,
@@ -40,88 +39,6 @@ from kmx_tune.hardware import HardwareProfile
 Py = tuple[int, int]
 
 
-@dataclass(frozen=True)
-class Choice:
-    """One wheel the box could get, with why and what to watch."""
-
-    wheel: Wheel
-    reasons: tuple[str, ...]
-    warnings: tuple[str, ...] = ()
-    environment: tuple[tuple[str, str], ...] = ()  # variables MXNet must run with
-    cuda_libs: CudaLibs | None = None
-
-    @property
-    def requirements(self) -> tuple[str, ...]:
-        return requirements_for(self.wheel.name, self.wheel.version)
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    package: str  # "" when nothing installs on this platform
-    version: str
-    requirements: tuple[str, ...]
-    reasons: tuple[str, ...]  # why this flavor, each saying where it came from
-    warnings: tuple[str, ...]
-    gpu: bool  # a CUDA flavor was chosen
-    build_from_source: str | None  # the route when no wheel has kernels for the GPU
-    platform: str = LINUX_X86_64
-    candidates: tuple[Choice, ...] = ()  # the pick first, then the fallbacks, in order
-    environment: Mapping[str, str] = field(default_factory=dict)
-    cuda_libs: CudaLibs | None = None
-
-    @property
-    def installable(self) -> bool:
-        return bool(self.package)
-
-    @property
-    def wheel(self) -> Wheel | None:
-        return self.candidates[0].wheel if self.candidates else None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "schema": "kmx-tune/recommendation/1",
-            "platform": self.platform,
-            "installable": self.installable,
-            "package": self.package or None,
-            "version": self.version or None,
-            "requirements": list(self.requirements),
-            "reasons": list(self.reasons),
-            "warnings": list(self.warnings),
-            "gpu": self.gpu,
-            "environment": dict(self.environment),
-            "cuda_libs": None if self.cuda_libs is None else self.cuda_libs.to_json(),
-            "build_from_source": self.build_from_source,
-            "fallbacks": [c.wheel.requirement for c in self.candidates[1:]],
-        }
-
-
-def requirements_for(package: str, version: str) -> tuple[str, ...]:
-    """pip requirement strings for one MXNet release: the pin and numpy's bound."""
-    return (f"{package}=={version}", NUMPY_PIN)
-
-
-def platform_of(hw: HardwareProfile) -> str:
-    """The table's platform key for the box: "linux-x86_64", "macos-arm64", ..."""
-    system = {"linux": "linux", "darwin": "macos", "win32": "windows", "windows": "windows"}.get(
-        hw.os.lower(), hw.os.lower()
-    )
-    arch = {"amd64": "x86_64", "arm64": "aarch64" if system == "linux" else "arm64"}.get(
-        hw.arch.lower(), hw.arch.lower()
-    )
-    if system == "macos" and arch == "aarch64":
-        arch = "arm64"
-    return f"{system}-{arch}"
-
-
-def platform_of_target(sys_platform: str, machine: str) -> str:
-    """The table's platform key for an interpreter (its sys.platform and machine)."""
-    system = "linux" if sys_platform.startswith("linux") else sys_platform
-    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine.lower(), machine.lower())
-    if system == "darwin" and arch == "aarch64":
-        return "macos-arm64"
-    return {"darwin": "macos", "win32": "windows"}.get(system, system) + f"-{arch}"
-
-
 def _py(python: Py | None) -> str:
     return "" if python is None else f"Python {python[0]}.{python[1]}"
 
@@ -132,12 +49,6 @@ def installable(platform: str, python: Py | None) -> tuple[list[Wheel], list[Whe
     return [w for w in rows if w.installs_on(python)], [
         w for w in rows if not w.installs_on(python)
     ]
-
-
-def python_range(w: Wheel) -> str:
-    lo, hi = w.python
-    why = " (its own requirement numpy<1.15 has no wheel after 3.7)" if hi < (3, 8) else ""
-    return f"{w.name} {w.version} installs only on Python {lo[0]}.{lo[1]}-{hi[0]}.{hi[1]}{why}"
 
 
 def cpu_choice(hw: HardwareProfile, wheels: Sequence[Wheel]) -> Choice | None:
@@ -184,7 +95,7 @@ def gpu_candidates(hw: HardwareProfile, wheels: Sequence[Wheel], mode: str = AUT
     MXNet release, then the newest CUDA, then the plain variant over "-mkl"."""
     assert hw.nvidia is not None
     driver, driver_cuda = hw.nvidia.driver_version, hw.nvidia.cuda_driver_version
-    caps = _caps(hw)
+    caps = caps_of(hw)
     ranked = []
     for w in wheels:
         if w.cuda is None or not all(rules.code_for(w, c) == rules.SASS for c in caps):
@@ -206,7 +117,7 @@ def gpu_candidates(hw: HardwareProfile, wheels: Sequence[Wheel], mode: str = AUT
 def _gpu_choice(hw: HardwareProfile, w: Wheel, route: str, mode: str) -> Choice:
     assert hw.nvidia is not None and w.cuda is not None
     driver, driver_cuda = hw.nvidia.driver_version, hw.nvidia.cuda_driver_version
-    caps = _caps(hw)
+    caps = caps_of(hw)
     detected = (
         f"{hw.origin}: driver {driver} (CUDA {driver_cuda}), compute capability {', '.join(caps)}"
     )
@@ -265,7 +176,7 @@ def _ranking(hw: HardwareProfile, picks: Sequence[Choice], wheels: Sequence[Whee
             else ""
         )
     ]
-    caps = _caps(hw)
+    caps = caps_of(hw)
     better = sorted(
         (
             w
@@ -283,113 +194,6 @@ def _ranking(hw: HardwareProfile, picks: Sequence[Choice], wheels: Sequence[Whee
         need = rules.minimum_driver(better[0].cuda or "", better[0].platform)
         lines.append(f"{better[0].name} (CUDA {better[0].cuda}) would need driver {need} or newer")
     return lines
-
-
-def _caps(hw: HardwareProfile) -> tuple[str, ...]:
-    return tuple(sorted({g.compute_capability for g in hw.gpus}, key=rules.cap))
-
-
-def why_no_gpu_wheel(
-    hw: HardwareProfile, platform: str, wheels: Sequence[Wheel], dropped: Sequence[Wheel]
-) -> tuple[list[str], list[str], str | None]:
-    """Reasons, warnings and a build route for a GPU box that gets the CPU build."""
-    assert hw.nvidia is not None
-    driver, driver_cuda = hw.nvidia.driver_version, hw.nvidia.cuda_driver_version
-    caps = _caps(hw)
-    names = ", ".join(sorted({g.name for g in hw.gpus}))
-    detected = (
-        f"{hw.origin}: driver {driver} (CUDA {driver_cuda}), compute capability {', '.join(caps)}"
-    )
-    cuda_wheels = [w for w in wheels if w.cuda]
-    if not cuda_wheels:
-        where = PLATFORM_NAMES.get(platform, platform)
-        return (
-            [f"no CUDA build of MXNet exists for {where} ({detected})"],
-            [f"GPU training on {where} needs MXNet built from source for this GPU"],
-            None,
-        )
-    with_sass = [w for w in cuda_wheels if all(rules.code_for(w, c) == rules.SASS for c in caps)]
-    if with_sass:
-        return _driver_too_old(hw, with_sass, detected, dropped)
-    uncovered = [
-        c for c in caps if not any(rules.code_for(w, c) == rules.SASS for w in cuda_wheels)
-    ]
-    warnings: list[str] = []
-    if uncovered:
-        gpus = ", ".join(sorted({g.name for g in hw.gpus if g.compute_capability in uncovered}))
-        reason = (
-            f"no MXNet wheel has machine code (SASS) for compute capability "
-            f"{', '.join(uncovered)} ({gpus}); the 1.8+ wheels stop at sm_86 and carry no PTX "
-            f"({detected})"
-        )
-    else:
-        reason = f"no single MXNet wheel has machine code for every GPU here ({names}; {detected})"
-        warnings.append(
-            "each GPU kind has a wheel of its own: install the one for one kind and pick those "
-            "GPUs with CUDA_VISIBLE_DEVICES, or build MXNet for all of them"
-        )
-    ptx = _ptx_mention(hw, cuda_wheels, caps)
-    if ptx:
-        warnings.append(ptx)
-    route = rules.build_route(caps)
-    if route is None:
-        warnings.append(rules.no_route_reason(caps))
-    else:
-        warnings.append(
-            f"GPU training needs MXNet built from source for compute capability {', '.join(caps)} "
-            "(the commands are below)"
-        )
-    return [reason], warnings, route
-
-
-def _ptx_mention(hw: HardwareProfile, wheels: Sequence[Wheel], caps: Sequence[str]) -> str | None:
-    """The PTX route, when one exists: mentioned, not recommended (see module doc)."""
-    assert hw.nvidia is not None
-    runs = [
-        w
-        for w in wheels
-        if all(rules.code_for(w, c) is not None for c in caps)
-        and rules.driver_route(w, hw.nvidia.driver_version, hw.nvidia.cuda_driver_version)
-    ]
-    if not runs:
-        return None
-    # newest CUDA first (its libraries know the most GPUs), then the newest release
-    best = max(runs, key=lambda w: (rules.cap(w.cuda or "0"), versions.key(w.version)))
-    share = (
-        f"PTX in {best.ptx_bundles[0]} of {best.ptx_bundles[1]} kernel bundles"
-        if best.ptx_bundles
-        else "PTX (share not measured)"
-    )
-    return (
-        f"{best.name} {best.version} (and other wheels up to 1.7.0) carries PTX "
-        f"{' '.join(best.ptx)} that the driver can JIT-compile for compute capability "
-        f"{', '.join(caps)} ({share}): "
-        "not recommended, only mentioned: the bundles without PTX have no code for this GPU, "
-        "the first run compiles hundreds of kernels, and kmx-tune has not run it on such a GPU "
-        f"(`kmx-tune install-mxnet --flavor {best.name}` installs it anyway)"
-    )
-
-
-def _driver_too_old(
-    hw: HardwareProfile, with_sass: Sequence[Wheel], detected: str, dropped: Sequence[Wheel]
-) -> tuple[list[str], list[str], str | None]:
-    oldest = min(with_sass, key=lambda w: (rules.cap(w.cuda or "0"), versions.key(w.version)))
-    need = rules.minimum_driver(oldest.cuda or "", oldest.platform) or "a newer driver"
-    reasons = [
-        f"the NVIDIA driver is too old: {oldest.name} {oldest.version}, the oldest CUDA build "
-        f"with machine code for every GPU here, needs driver {need} or newer for CUDA "
-        f"{oldest.cuda} ({detected})"
-    ]
-    warnings = [
-        f"upgrade the NVIDIA driver to {need} or newer to use {oldest.name} (CUDA {oldest.cuda})"
-    ]
-    assert hw.nvidia is not None
-    caps = _caps(hw)
-    for w in dropped:
-        runs = rules.driver_route(w, hw.nvidia.driver_version, hw.nvidia.cuda_driver_version)
-        if runs and w.cuda and all(rules.code_for(w, c) == rules.SASS for c in caps):
-            reasons.append(f"the driver runs {w.name}, but {python_range(w)}")
-    return reasons, warnings, None
 
 
 def _platform_warnings(platform: str, python: Py | None) -> list[str]:
