@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from kmx_tune.install.plan import InstallPlan
     from kmx_tune.install.transaction import InstallResult
+    from kmx_tune.install.verify import Verification
 
 
 @click.command("install-mxnet")
@@ -164,17 +165,27 @@ def _show_result(out: Console, err: Console, result: InstallResult) -> None:
                 + ", tiny operation ok"
             )
         out.print(f"[green]Installed[/] {plain(result.plan.requirement)}{plain(facts)}")
-        for name, path in sorted((v.cuda_libraries if v is not None else {}).items()):
-            version = (v.cuda_library_versions if v is not None else {}).get(name)
-            out.print(
-                f"  loaded {plain(name)} from {plain(path)}"
-                + (f" ({plain(version)})" if version else "")
-            )
+        _show_libraries(out, v)
         out.print(f"Changes: {plain(changes)}")
         return
     out.print(f"[red]Failed[/]: {plain(result.failure or '')}")
+    _show_libraries(out, result.verification)
     if result.outcome == "rolled-back":
         back = ", ".join(c.describe() for c in result.rollback_changes) or "nothing to undo"
         out.print(f"[yellow]Rolled back[/]: the environment is as it was before ({plain(back)}).")
     else:
         out.print(f"[red]Rollback incomplete[/]: {plain(result.rollback_problem or '')}")
+
+
+def _show_libraries(out: Console, v: Verification | None) -> None:
+    """Where the check's process loaded each CUDA library from (GPU flavors)."""
+    from kmx_tune.render import plain
+
+    if v is None:
+        return
+    for name, path in sorted(v.cuda_libraries.items()):
+        version = v.cuda_library_versions.get(name)
+        out.print(
+            f"  loaded {plain(name)} from {plain(path)}"
+            + (f" ({plain(version)})" if version else "")
+        )
