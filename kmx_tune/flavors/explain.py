@@ -72,6 +72,12 @@ def why_no_gpu_wheel(
         warnings.append(
             f"GPU training needs MXNet built from source for compute capability {', '.join(caps)} "
             "(the commands are below)"
+            + (
+                f": the 1.8+ CUDA flavors fail on compute capability {', '.join(uncovered)} with "
+                '"no kernel image is available for execution on the device"'
+                if uncovered
+                else ""
+            )
         )
     return [reason], warnings, route
 
