@@ -230,3 +230,27 @@ def test_the_first_candidate_that_resolves_is_kept_and_the_skipped_ones_are_name
             plan_install(facts, hw("rtx3090-driver-535"), flavor="mxnet-cu117", cuda_libs="system"),
             PipOptions(find_links=(str(tmp_path),), no_index=True),
         )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("cuda_driver_version", "twelve"),
+        ("driver_version", "x.y"),
+        ("compute_capability", "99.9"),
+        ("compute_capability", "-1.5"),
+    ],
+)
+def test_a_hand_edited_profile_gets_advice_not_a_traceback(
+    tmp_path: Path, field: str, value: str
+) -> None:
+    data = json.loads(profile_path("rtx3090-driver-535").read_text())
+    if field == "compute_capability":
+        data["gpus"][0][field] = value
+    else:
+        data["nvidia"][field] = value
+    box = tmp_path / "box.json"
+    box.write_text(json.dumps(data))
+    assert kmx("probe", "--hardware", str(box)).exit_code == 0  # kmx() fails on a traceback
+    code, report = kmx_json("doctor", "--python", PY, "--hardware", str(box))
+    assert code in (0, 1) and report["recommendation"]["package"]

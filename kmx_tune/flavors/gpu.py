@@ -14,9 +14,13 @@ NATIVE, MINOR_COMPAT = "native", "minor-compat"
 
 
 def cap(text: str) -> tuple[int, int]:
-    """(8, 6) for "8.6" (and for "8.6.0")."""
-    major, _, minor = text.partition(".")
-    return int(major), int(minor.split(".")[0] or 0)
+    """(8, 6) for "8.6" (and for "8.6.0"); (0, 0) for text that is not such a number (a
+    hand-edited profile), which every rule then treats as older than anything."""
+    major, _, minor = str(text).strip().partition(".")
+    try:
+        return int(major), int(minor.split(".")[0] or 0)
+    except ValueError:
+        return 0, 0
 
 
 def code_for(wheel: Wheel, capability: str) -> str | None:
