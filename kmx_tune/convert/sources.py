@@ -1,8 +1,8 @@
 """The array data of an .npz member as a :class:`kmx_tune.convert.kernel.Source` for the
-transpose: stored members are mapped straight from the file at their offset, their CRC
-checked as the rows go by; deflated members are inflated a window of rows at a time,
-or, when they cannot be read front to back, inflated first into a temporary file that
-is already unlinked.
+transpose: stored members are read straight from the file at their offset (``pread``,
+never mapped: see :mod:`.kernel`), their CRC checked as the rows go by; deflated members
+are inflated a window of rows at a time, or, when they cannot be read front to back,
+inflated first into a temporary file that is already unlinked.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ import numpy as np
 
 from kmx_tune import fsio
 from kmx_tune.convert.deflate import Backend, crc32
-from kmx_tune.convert.kernel import MappedSource
+from kmx_tune.convert.kernel import MappedSource, ReadSource, moving_dtype, reads_rows
 from kmx_tune.convert.npyio import NpyHeader
 from kmx_tune.convert.zipio import INFLATE_OUT, InflateStream, Member, corrupt, crc_range
 from kmx_tune.errors import KmxError
-
-_STREAM_ROW_LIMIT = 32 << 20  # larger rows (or Fortran order) are inflated to a temp file first
 
 
 class InflateSource:
@@ -31,7 +29,7 @@ class InflateSource:
 
     def __init__(self, stream: InflateStream, header: NpyHeader):
         self.raw_shape = header.raw_shape
-        self.dtype = header.dtype
+        self.dtype = moving_dtype(header.dtype)
         self._stream = stream
         self._row_bytes = math.prod(self.raw_shape[1:]) * self.dtype.itemsize
         self._next = 0
@@ -51,6 +49,9 @@ class InflateSource:
         self._cached = (start, stop, arr)
         return arr
 
+    def region(self, index: tuple[slice, ...]) -> np.ndarray:
+        raise AssertionError("InflateSource reads whole rows in order only")
+
     def release(self) -> None:
         pass
 
@@ -66,14 +67,14 @@ class InflateSource:
 
 
 class CrcCheckedSource:
-    """A stored member's mapped data whose CRC is checked as the rows go by (rows are
-    read in order when the first axis stays first); :meth:`finish` compares it with
-    the zip directory. Otherwise one sequential pass checks it before conversion."""
+    """A stored member's data whose CRC is checked as the rows go by, when the transpose
+    reads it as whole rows in order; :meth:`finish` compares it with the zip directory.
+    Otherwise one sequential pass checks it before conversion."""
 
-    def __init__(self, mapped: MappedSource, fd: int, m: Member, sequential: bool, where: str):
+    def __init__(self, data: ReadSource, fd: int, m: Member, sequential: bool, where: str):
         assert m.header is not None
-        self.raw_shape, self.dtype = mapped.raw_shape, mapped.dtype
-        self._mapped, self._fd, self._m, self._where = mapped, fd, m, where
+        self.raw_shape, self.dtype = data.raw_shape, data.dtype
+        self._data, self._fd, self._m, self._where = data, fd, m, where
         self._data_end = m.data_offset + m.header.data_offset + m.header.nbytes
         self._sequential = sequential and bool(self.raw_shape)
         if self._sequential:
@@ -84,21 +85,26 @@ class CrcCheckedSource:
             self._next = self.raw_shape[0] if self.raw_shape else 0
 
     def rows(self, start: int, stop: int) -> np.ndarray:
-        arr = self._mapped.rows(start, stop)
         if self._sequential and stop > self._next:
-            fresh = self._mapped.rows(self._next, stop)
-            self._crc = crc32(fresh.reshape(-1).view(np.uint8), self._crc)
+            # one read for the rows asked and any not yet checked before them
+            low = min(start, self._next)
+            window = self._data.rows(low, stop)
+            fresh = window[self._next - low :]
+            self._crc = crc32(np.ascontiguousarray(fresh).reshape(-1).view(np.uint8), self._crc)
             self._next = stop
-        return arr
+            return window[start - low :]
+        return self._data.rows(start, stop)
+
+    def region(self, index: tuple[slice, ...]) -> np.ndarray:
+        return self._data.region(index)
 
     def release(self) -> None:
-        self._mapped.release()
+        self._data.release()
 
     def finish(self) -> None:
         total = self.raw_shape[0] if self.raw_shape else 0
         if self._next < total:
             self.rows(self._next, total)
-            self._mapped.release()
         crc = crc_range(
             self._fd, self._data_end, self._m.data_offset + self._m.info.file_size, self._crc
         )
@@ -116,28 +122,26 @@ def open_member(
     where: str,
     check: bool = True,
 ) -> Iterator[Any]:
-    """A Source for a member's array: mapped (stored; its CRC checked unless not
-    ``check``), streamed (deflated), or inflated to an already-unlinked temporary file
-    beside ``final`` (deflated, not streamable)."""
+    """A Source for a member's array: read from the file (stored; its CRC checked unless
+    not ``check``), streamed (deflated), or inflated to an already-unlinked temporary file
+    beside ``final`` (deflated, not readable as whole rows in order)."""
     h = m.header
     assert h is not None
+    in_rows = reads_rows(h.raw_shape, h.dtype.itemsize, rperm)
     if not m.deflated:
-        mapped = MappedSource(src_fd, m.data_offset + h.data_offset, h.raw_shape, h.dtype)
+        data = ReadSource(src_fd, m.data_offset + h.data_offset, h.raw_shape, h.dtype, where)
         try:
             if check:
-                checked = CrcCheckedSource(
-                    mapped, src_fd, m, rperm[0] == 0 if rperm else True, where
-                )
+                checked = CrcCheckedSource(data, src_fd, m, in_rows, where)
                 yield checked
                 checked.finish()
             else:
-                yield mapped
+                yield data
         finally:
-            mapped.close()
+            data.close()
         return
-    row_bytes = math.prod(h.raw_shape[1:]) * h.dtype.itemsize if h.raw_shape else 0
     stream = InflateStream(src_fd, m.data_offset, m.info, be, where)
-    if h.raw_shape and rperm[0] == 0 and row_bytes <= _STREAM_ROW_LIMIT:
+    if in_rows:
         streamed = InflateSource(stream, h)
         try:
             yield streamed
@@ -155,7 +159,8 @@ def _spilled(stream: InflateStream, m: Member, h: NpyHeader, final: Path) -> Ite
     left to clean up after a crash), mapped."""
     spill = fsio.temp_name(final)
     sfd = os.open(spill, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    os.unlink(spill)
+    with contextlib.suppress(FileNotFoundError):  # another run took it for a leftover
+        os.unlink(spill)
     try:
         left = m.info.file_size
         while left:
