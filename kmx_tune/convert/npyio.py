@@ -51,9 +51,12 @@ class NpyHeader:
 
     @property
     def dtype_str(self) -> str:
-        """``uint8``, ``float32``; the byte-order code only where it is not native (``>f4``)."""
+        """``uint8``, ``float32``; the byte-order code only where it is not native (``>f4``);
+        strings and raw bytes as numpy writes them (``<U3``, ``S2``, ``V8``)."""
         if self.dtype.fields is not None:
             return str(self.dtype)
+        if self.dtype.kind in "USV":
+            return repr(self.dtype)[len("dtype('") : -len("')")]
         return self.dtype.name if self.dtype.isnative else self.dtype.str
 
 
@@ -107,6 +110,21 @@ def parse_header(data: bytes, where: str) -> NpyHeader:
             f"{where}: dtype {d['descr']!r} has items of zero bytes: there is no image data "
             "to convert"
         )
+    if dtype.subdtype is not None:
+        # np.save never writes one: an array's subarray dtype becomes more axes
+        raise FormatError(
+            f"{where}: dtype {d['descr']!r} is a subarray type, which numpy itself cannot "
+            "load; save the array again with that axis in its shape"
+        )
+    if math.prod(shape) == 0:
+        # no data to bound the axes by: numpy must still be able to make the array
+        try:
+            np.empty(shape, dtype)
+        except (ValueError, MemoryError, OverflowError):
+            raise FormatError(
+                f"{where}: shape {shape!r} has an axis too large for numpy (the array is "
+                "empty, but no array can have that shape); the header is corrupt"
+            ) from None
     return NpyHeader(version, offset, dtype, shape, fortran)
 
 
