@@ -191,13 +191,14 @@ def render_report(report: ConvertReport) -> None:
     out = console()
     several = len(report.files) > 1
     for outcome in report.files:
-        _render_outcome(out, outcome, several)
+        _render_outcome(out, outcome, several, report.dry_run)
     if several:
         counts: dict[str, int] = {}
         for outcome in report.files:
             counts[outcome.status] = counts.get(outcome.status, 0) + 1
         parts = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
         out.print(f"{len(report.files)} files: {parts}")
+    _render_next(out, report)
     failed = report.failed
     if failed:
         if several:
@@ -207,15 +208,17 @@ def render_report(report: ConvertReport) -> None:
         click.echo("Error: " + safe(message, one_line=True), err=True)
 
 
-def _render_outcome(out: Console, r: FileOutcome, several: bool) -> None:
+def _render_outcome(out: Console, r: FileOutcome, several: bool, dry_run: bool) -> None:
     from kmx_tune.convert.common import CONVERTED, FAILED, NOTHING_TO_DO, PLANNED, SKIPPED
-    from kmx_tune.render import plain, safe
+    from kmx_tune.render import plain
 
     path, output = plain(r.path, one_line=True), plain(r.output, one_line=True)
     if r.status == FAILED:
         # a single failure is printed once, as the final "Error:" line
         if several:
             out.print(f"[red]✗[/red] {plain(r.message, one_line=True)}")
+        if dry_run and r.arrays:  # refused arrays: the dry run shows every one
+            _render_arrays(out, r)
         return
     if r.status == CONVERTED:
         rate = r.bytes_out / r.seconds / 1e6 if r.seconds else 0.0
@@ -228,11 +231,20 @@ def _render_outcome(out: Console, r: FileOutcome, several: bool) -> None:
         out.print(f"{path} -> {output}  (dry run: nothing written)")
     elif r.status == SKIPPED:
         out.print(f"[green]=[/green] {path} -> {output}  (already converted and verified)")
-        for temp in r.removed_temps:
-            out.print(f"  removed a temporary file left by an interrupted run: {plain(temp)}")
+        _render_removed(out, r)
         return
     elif r.status == NOTHING_TO_DO:
         out.print(f"[yellow]-[/yellow] {path}: nothing to convert, no file written")
+    _render_arrays(out, r)
+    if r.message and r.status in (CONVERTED, PLANNED):
+        out.print("  " + plain(r.message, one_line=True))
+    _render_removed(out, r)
+
+
+def _render_arrays(out: Console, r: FileOutcome) -> None:
+    """The table of a file's arrays: name, shape, dtype, layout, action and why."""
+    from kmx_tune.render import safe
+
     table = [("array", "shape", "dtype", "layout", "action", "what happens")]
     table += [(a.name, str(tuple(a.shape)), a.dtype, a.layout, a.action, a.note) for a in r.arrays]
     rows = [[safe(cell, one_line=True) for cell in row] for row in table]  # names are data
@@ -240,9 +252,44 @@ def _render_outcome(out: Console, r: FileOutcome, several: bool) -> None:
     for i, row in enumerate(rows):
         line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[5]
         out.print("  " + line, style="bold" if i == 0 else None, markup=False)
-    if r.message and r.status in (CONVERTED, PLANNED):
-        out.print("  " + plain(r.message, one_line=True))
+
+
+def _render_removed(out: Console, r: FileOutcome) -> None:
+    from kmx_tune.render import plain
+
     for temp in r.removed_temps:
         out.print(
             f"  removed a temporary file left by an interrupted run: {plain(temp, one_line=True)}"
         )
+
+
+def _render_next(out: Console, report: ConvertReport) -> None:
+    """After a conversion: which file the training script should load now (the
+    converted data is under a new name unless it was converted in place)."""
+    import os
+
+    from kmx_tune.convert.common import CONVERTED
+    from kmx_tune.render import plain
+
+    done = [f for f in report.files if f.status == CONVERTED and f.output]
+    if not done:
+        return
+    if all(os.path.realpath(f.path) == f.output for f in done):
+        out.print(
+            "Next: your script loads the same name as before; it now holds "
+            f"{report.to} data (kmx-tune migrate updates the model code)"
+        )
+        return
+    if len(done) > 1:
+        out.print(
+            "Next: load the converted files (after -> above) in your script instead of the "
+            "originals, or convert with --in-place to keep their names"
+        )
+        return
+    src, output = Path(done[0].path), Path(str(done[0].output))
+    if src.parent == output.parent:
+        src, output = Path(src.name), Path(output.name)
+    out.print(
+        f"Next: load {plain(output, one_line=True)} in your script (instead of "
+        f"{plain(src, one_line=True)}), or convert with --in-place to keep the name"
+    )

@@ -4,13 +4,22 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kmx_tune.convert.common import FAILED, SKIPPED, FileOutcome, Options, Progress
+from kmx_tune.convert.common import (
+    FAILED,
+    SKIPPED,
+    FileOutcome,
+    Options,
+    Progress,
+    RefusedError,
+)
 from kmx_tune.convert.kernel import CHUNK_BYTES
 from kmx_tune.convert.npy import convert_npy
 from kmx_tune.convert.npz import convert_npz
@@ -196,10 +205,12 @@ def output_paths(
     *,
     folder: bool,
     relative: Sequence[Path | None] | None = None,
+    make: bool = True,
 ) -> list[Path | None]:
     """Where each input goes: ``None`` (beside it), or under ``-o``: the file itself
-    for one file, a folder (made if need be) for several files or a folder input; a
-    file found below a folder keeps its place in the tree (``relative`` to it)."""
+    for one file, a folder (made if need be, unless not ``make``) for several files or a
+    folder input; a file found below a folder keeps its place in the tree (``relative``
+    to it)."""
     if output is None:
         return [None] * len(inputs)
     out = Path(output)
@@ -211,15 +222,66 @@ def output_paths(
                 f"-o {out}: several inputs need a folder, not a file name; "
                 "name a folder (-o converted/)"
             )
-        out.mkdir(parents=True, exist_ok=True)
+        if make:
+            _make_folder(out)
         rels = relative or [None] * len(inputs)
         dests: list[Path | None] = []
         for p, rel in zip(inputs, rels):
             where = out / rel.parent if rel is not None else out
-            where.mkdir(parents=True, exist_ok=True)
+            if make:
+                _make_folder(where)
             dests.append(where / default_output(p, to).name)
         return dests
     return [out]
+
+
+def _make_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = {
+            errno.ENOTDIR: "a part of that path is a file, not a folder",
+            errno.EEXIST: "something that is not a folder is in the way",
+        }.get(exc.errno or 0, exc.strerror or str(exc))
+        raise KmxError(
+            f"-o {out}: cannot create the folder: {why}; nothing was written; "
+            "name a folder that can be made there"
+        ) from None
+
+
+def _refuse_collisions(
+    inputs: Sequence[Path], outs: Sequence[Path | None], to: str, in_place: bool
+) -> None:
+    """Before anything is written: no two inputs may end in the same file (the second
+    would overwrite the first, even with --force), nor one file be named twice. (An
+    output that is also an input, as in a glob over a folder already converted once,
+    is left to --force as ever: it is refused as existing, or replaced when told.)"""
+    if len(inputs) < 2:
+        return
+    where: dict[str, tuple[Path, Path]] = {}  # real output path -> (input, output as named)
+    for src, out in zip(inputs, outs):
+        final = Path(os.path.realpath(src)) if in_place else out or default_output(src, to)
+        key = os.path.realpath(src) if in_place else _real(final)
+        if not in_place and key == os.path.realpath(src):
+            continue  # named as its own output: nothing to do, or refused on its own
+        if key in where:
+            first = where[key][0]
+            if os.path.realpath(first) == os.path.realpath(src):
+                raise UsageError(
+                    f"{src}: the same file is named twice ({first} and {src}); "
+                    "nothing was written; name each file once"
+                )
+            raise UsageError(
+                f"{first} and {src} would both be written to {final}; nothing was written; "
+                "give them different -o folders or convert them one at a time"
+            )
+        where[key] = (src, final)
+
+
+def _real(path: Path) -> str:
+    """The path an output will have: its folder resolved, the name as it is (an output
+    that is a symlink is replaced, not followed)."""
+    return os.path.join(os.path.realpath(path.parent), path.name)
 
 
 def _check_keys_somewhere(inputs: Sequence[Path], keys: Collection[str]) -> None:
@@ -241,8 +303,13 @@ def _check_keys_somewhere(inputs: Sequence[Path], keys: Collection[str]) -> None
                 return
             continue
         try:
+            if not stat.S_ISREG(os.stat(src).st_mode):  # a FIFO would block the open
+                return
             with zipfile.ZipFile(src) as zf:
-                names.update(n[:-4] if n.endswith(".npy") else n for n in zf.namelist())
+                names.update(
+                    n[:-4] if n.endswith(".npy") else n
+                    for n in (i.orig_filename for i in zf.infolist())
+                )
         except (OSError, zipfile.BadZipFile, ValueError):
             return
     missing = sorted(set(keys) - names)
@@ -266,6 +333,10 @@ def _convert_task(task: _Task, progress: Progress | None = None) -> FileOutcome:
     """:func:`convert_file` for one task; a failure becomes a FAILED outcome."""
     try:
         return convert_file(task.src, task.out, progress=progress, **task.options)
+    except RefusedError as exc:  # every array's plan, for --dry-run and --json
+        return FileOutcome(
+            str(task.src), FAILED, exc.plans, message=str(exc), exit_code=exc.exit_code
+        )
     except KmxError as exc:
         return FileOutcome(str(task.src), FAILED, message=str(exc), exit_code=exc.exit_code)
     except OSError as exc:  # an I/O error mid-way (EIO, a vanished folder, ...)
@@ -340,7 +411,11 @@ def convert_many(
     if keys and len(inputs) > 1:
         _check_keys_somewhere(inputs, keys)
     folder = any(Path(p).is_dir() for p in paths)
-    outs = output_paths(inputs, output, to, folder=folder, relative=[r for _, r in found])
+    relative = [r for _, r in found]
+    outs = output_paths(inputs, output, to, folder=folder, relative=relative, make=False)
+    _refuse_collisions(inputs, outs, to, in_place)
+    if not dry_run:  # make the -o folders
+        output_paths(inputs, output, to, folder=folder, relative=relative)
     options: dict[str, Any] = {
         "to": to,
         "keys": tuple(keys),

@@ -173,13 +173,43 @@ class DirectSink:
         raise KmxError(f"{self.path}: cannot write: {exc.strerror}") from None
 
 
+def size_text(n: float) -> str:
+    """``300.1 KB``, ``1.2 GB``: decimal units, as the rest of convert's output."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def space_margin(need: int) -> int:
+    """Room kept free beside an output of ``need`` bytes, for the file system's own
+    blocks (inode, extents, the folder's entry): 64 KiB, up to 1 MiB for large files."""
+    return min(1 << 20, max(64 << 10, need // 64))
+
+
+def check_writable(folder: Path) -> None:
+    """A folder on a read-only file system is refused as such (before the free-space
+    check, which would otherwise blame the space)."""
+    try:
+        flags = os.statvfs(folder).f_flag
+    except OSError:
+        return  # the write itself will say what is wrong
+    if flags & os.ST_RDONLY:
+        raise KmxError(
+            f"{folder}: read-only file system; nothing was written; write the output "
+            "elsewhere with -o DIR/"
+        )
+
+
 def check_free_space(folder: Path, need: int) -> None:
     free = shutil.disk_usage(folder).free
-    # keep a margin: filesystems need some blocks for their own metadata
-    if need + (1 << 20) > free:
+    margin = space_margin(need)
+    if need + margin > free:
         raise DiskFullError(
-            f"{folder}: needs {need / 1e6:.1f} MB free, has {free / 1e6:.1f} MB; "
-            "nothing was written; free some space or write elsewhere with -o"
+            f"{folder}: the output needs {size_text(need)} plus {size_text(margin)} kept free "
+            f"for the file system, and {size_text(free)} is free; nothing was written; free "
+            "some space or write elsewhere with -o"
         )
 
 
