@@ -28,7 +28,9 @@ from kmx_tune.convert.npyio import FormatError
 
 CHUNK_BYTES = 8 << 20  # 8 to 32 MB did best in the issue's measurements; smaller keeps RSS low
 ROW_LIMIT = 32 << 20  # a source row (one sample) larger than this is never read whole
-_SPAN_SLACK = 4  # a region is read in one piece when that reads at most 4x what it needs
+READ_BYTES = 1 << 20  # blocks read with pread: small enough to stay in cache (measured)
+_SPAN_SLACK = 4  # a region is read in one piece when that reads at most 4x what it needs,
+_SPAN_MIN = 1 << 20  # or at most 1 MB; otherwise one read per contiguous run
 
 
 def moving_dtype(dtype: np.dtype) -> np.dtype:
@@ -128,6 +130,7 @@ def blocks_at(
         return
     out_shape = tuple(src.raw_shape[a] for a in rperm)
     item = src.dtype.itemsize
+    chunk_bytes = min(chunk_bytes, getattr(src, "window_bytes", 0) or chunk_bytes)
     strides = [math.prod(out_shape[i + 1 :]) * item for i in range(len(out_shape))]
     by_rows = reads_rows(src.raw_shape, item, rperm)
     for block in blocks(out_shape, item, chunk_bytes, only_rows):
@@ -152,13 +155,16 @@ def blocks_at(
 
 
 _POOL: ThreadPoolExecutor | None = None
+_WORKERS = 0  # threads for a copy, once known
 
 
 def copy_block(dst: np.ndarray, block: np.ndarray) -> None:
     """``dst[...] = block`` on all cores: the strided copy of a transpose is the CPU
     cost of a conversion (numpy releases the GIL while it copies)."""
-    global _POOL
-    workers = min(4, os.cpu_count() or 1)
+    global _POOL, _WORKERS
+    if _WORKERS == 0:
+        _WORKERS = min(4, os.cpu_count() or 1)
+    workers = _WORKERS
     axis = 0 if block.ndim and block.shape[0] > 1 else (1 if block.ndim > 1 else -1)
     if workers < 2 or axis < 0 or block.nbytes < (1 << 20) or block.dtype.hasobject:
         np.copyto(dst, block)
@@ -235,7 +241,11 @@ class ReadSource:
     for the next call), or the region a block needs (:meth:`region`). A read that comes
     back short means the file was cut short since its header was read: one clear error.
 
-    A returned array is valid until the next call."""
+    Blocks taken from it are at most :data:`READ_BYTES` (see :func:`blocks_at`), so each
+    window is still in the CPU's cache when it is transposed. A returned array is valid
+    until the next call."""
+
+    window_bytes = 0  # set per instance: the most a block should read
 
     def __init__(
         self, fd: int, offset: int, raw_shape: tuple[int, ...], dtype: np.dtype, where: str
@@ -248,6 +258,7 @@ class ReadSource:
         ]
         self._buf = np.empty(0, np.uint8)
         self._window: tuple[int, int, np.ndarray] | None = None
+        self.window_bytes = READ_BYTES
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         if not self.raw_shape:
@@ -272,7 +283,7 @@ class ReadSource:
             return np.empty(lens, self.dtype)
         first = self._offset + sum(a * s for a, s in zip(starts, self._strides))
         span = sum((n - 1) * s for n, s in zip(lens, self._strides)) + item
-        if span <= max(_SPAN_SLACK * need, 1 << 20):
+        if span == need or span <= max(_SPAN_SLACK * need, _SPAN_MIN):
             # one read from the region's first byte to its last, viewed with the file's strides
             data = self._read(first, span)
             return np.ndarray(lens, self.dtype, buffer=data, strides=self._strides)

@@ -78,11 +78,25 @@ def header_length(prefix: bytes, where: str) -> tuple[tuple[int, int], int]:
     raise FormatError(f"{where}: unsupported .npy version {major}.{minor} (known: 1.0, 2.0, 3.0)")
 
 
+_PARSED: dict[bytes, NpyHeader] = {}  # headers seen: an .npz's members often share one
+_PARSED_MAX = 256
+
+
 def parse_header(data: bytes, where: str) -> NpyHeader:
     """Parse a complete .npy header (``data`` may run on into the array data)."""
     version, offset = header_length(data[:PREFIX_LEN], where)
     if len(data) < offset:
         raise FormatError(f"{where}: .npy header is cut short; the file is truncated")
+    raw = bytes(data[:offset])
+    header = _PARSED.get(raw)
+    if header is None:
+        header = _parse(raw, version, offset, where)
+        if len(_PARSED) < _PARSED_MAX:
+            _PARSED[raw] = header
+    return header
+
+
+def _parse(data: bytes, version: tuple[int, int], offset: int, where: str) -> NpyHeader:
     start = 10 if version[0] == 1 else 12
     try:
         text = data[start:offset].decode("utf-8" if version[0] == 3 else "latin-1")
