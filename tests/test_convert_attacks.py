@@ -121,9 +121,7 @@ def test_d5_two_inputs_with_one_output_are_refused_before_anything_is_written(
     err = one_error_line(r, 2)
     assert "a/x.npy" in err and "b/x.npy" in err and "x.channels_first.npy" in err
     assert not out.exists()
-    r = kmx(
-        "convert", str(tmp / "a/x.npy"), str(tmp / "b/x.npy"), "-o", f"{out}/", "--force"
-    )
+    r = kmx("convert", str(tmp / "a/x.npy"), str(tmp / "b/x.npy"), "-o", f"{out}/", "--force")
     one_error_line(r, 2)
     assert not out.exists()
 
@@ -131,15 +129,11 @@ def test_d5_two_inputs_with_one_output_are_refused_before_anything_is_written(
 def test_d5_other_collisions_in_one_run(tmp: Path) -> None:
     np.save(tmp / "x.npy", IMG)
     np.save(tmp / "x.channels_last.npy", IMG)  # both give x.channels_first.npy
-    err = one_error_line(
-        kmx("convert", str(tmp / "x.npy"), str(tmp / "x.channels_last.npy")), 2
-    )
+    err = one_error_line(kmx("convert", str(tmp / "x.npy"), str(tmp / "x.channels_last.npy")), 2)
     assert "x.channels_first.npy" in err
     # the same file twice (here once through a link): its output twice, or in place twice
     (tmp / "link.npy").symlink_to(tmp / "x.npy")
-    err = one_error_line(
-        kmx("convert", str(tmp / "x.npy"), str(tmp / "link.npy"), "--in-place"), 2
-    )
+    err = one_error_line(kmx("convert", str(tmp / "x.npy"), str(tmp / "link.npy"), "--in-place"), 2)
     assert "twice" in err
     assert names_in(tmp) == ["link.npy", "x.channels_last.npy", "x.npy"]
     assert np.array_equal(np.load(tmp / "x.npy"), IMG)

@@ -288,3 +288,101 @@ def test_folder_and_output_dir(tmp_path: Path) -> None:
     # and a third finds the outputs complete and verified: skipped, so a run resumes
     third = convert_many([data]).files
     assert {r.status for r in third} == {"skipped", NOTHING_TO_DO}
+
+
+
+# -- reading the source: rows, regions, rows too big to read whole -------------------------
+
+
+@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize("how", ["span", "runs"])
+def test_read_source_regions_match_numpy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, how: str
+) -> None:
+    """ReadSource.region(index) is raw[index], whether read in one span or in runs."""
+    from kmx_tune.convert import kernel
+    from kmx_tune.convert.kernel import ReadSource
+
+    if how == "runs":
+        monkeypatch.setattr(kernel, "_SPAN_SLACK", 0)
+        monkeypatch.setattr(kernel, "_SPAN_MIN", 0)
+
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(n) for n in rng.integers(1, 9, rng.integers(1, 6)))
+    a = rng.integers(0, 1 << 30, shape).astype(rng.choice(["u1", ">i4", "<f8"]))
+    path = tmp_path / "raw.bin"
+    path.write_bytes(b"HEAD" + a.tobytes())
+    index = []
+    for n in shape:
+        lo = int(rng.integers(0, n))
+        hi = int(rng.integers(lo + 1, n + 1))
+        index.append(rng.choice([slice(None), slice(lo, hi), slice(lo, lo + 1)]))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        src = ReadSource(fd, 4, shape, a.dtype, "raw.bin")
+        assert np.array_equal(src.region(tuple(index)), a[tuple(index)])
+        assert np.array_equal(src.rows(0, shape[0]), a)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("kind", ["npy", "npy_fortran", "npz", "npz_compressed"])
+def test_rows_too_big_to_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Samples larger than the row limit are read a region at a time (here the limit is
+    made small: a real one is 32 MB)."""
+    from kmx_tune.convert import kernel
+
+    monkeypatch.setattr(kernel, "ROW_LIMIT", 2048)
+    a = images((5, 40, 30, 3), "<f4")  # 14 KB rows
+    if kind == "npy_fortran":
+        a = np.asfortranarray(a)
+    if kind.startswith("npy"):
+        src = save_npy(tmp_path / "x.npy", a)
+    else:
+        src = tmp_path / "x.npz"
+        (np.savez_compressed if kind == "npz_compressed" else np.savez)(src, x=a)
+    for verify in (False, True):
+        r = convert_file(src, chunk_bytes=SMALL_CHUNK, verify=verify, force=True)
+        out = np.load(r.output)
+        got = out if kind.startswith("npy") else out["x"]
+        assert np.array_equal(got, a.transpose(0, 3, 1, 2))
+        back = convert_file(r.output, to="channels_last", chunk_bytes=SMALL_CHUNK, force=True)
+        back_arr = np.load(back.output)
+        assert np.array_equal(back_arr if kind.startswith("npy") else back_arr["x"], a)
+
+
+# -- what an .npz holds around its members ---------------------------------------------------
+
+
+def test_bytes_before_and_after_the_archive_are_kept(tmp_path: Path) -> None:
+    inner = tmp_path / "inner.npz"
+    np.savez(inner, x=images((4, 6, 5, 3)), y=np.arange(4))
+    src = tmp_path / "d.npz"
+    stub, tail = b"#!/bin/sh\necho self-extracting\nexit 0\n", b"appended notes\n"
+    src.write_bytes(stub + inner.read_bytes() + tail)
+    for in_place in (False, True):
+        r = convert_file(src, in_place=in_place, force=True)
+        out = Path(str(r.output)).read_bytes()
+        assert out.startswith(stub) and out.endswith(tail)
+        with zipfile.ZipFile(r.output) as zf:
+            assert zf.testzip() is None
+            got = np.load(io.BytesIO(zf.read("x.npy")))
+        assert got.shape == (4, 3, 6, 5)
+
+
+def test_zip64_extra_fields_in_the_source_are_rewritten_not_copied(tmp_path: Path) -> None:
+    src = tmp_path / "z.npz"
+    x = images((4, 6, 5, 3))
+    with zipfile.ZipFile(src, "w") as zf:
+        for name, arr in (("x.npy", x), ("y.npy", np.arange(4))):
+            with zf.open(name, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, arr)
+    with zipfile.ZipFile(src) as zf:
+        assert all(i.extract_version >= 45 for i in zf.infolist())  # zip64 records there
+    r = convert_file(src, verify=True)
+    with zipfile.ZipFile(r.output) as zf:
+        assert zf.testzip() is None
+        assert np.array_equal(np.load(io.BytesIO(zf.read("x.npy"))), x.transpose(0, 3, 1, 2))
+        assert np.array_equal(np.load(io.BytesIO(zf.read("y.npy"))), np.arange(4))

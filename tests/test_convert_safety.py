@@ -167,7 +167,8 @@ def test_full_disk_is_refused_up_front(tmp_path: Path, kind: str) -> None:
         np.savez_compressed(src, x=x)
     before = sha(src)
     with small_tmpfs(tmp_path / "small", "2m") as small:
-        with pytest.raises(DiskFullError, match="needs .* MB plus .* kept free .* is free; nothing was written"):
+        full = "needs .* MB plus .* kept free .* is free; nothing was written"
+        with pytest.raises(DiskFullError, match=full):
             convert_file(src, small / f"x.channels_first{src.suffix}")
         assert list(small.iterdir()) == []
     assert sha(src) == before
