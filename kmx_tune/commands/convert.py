@@ -282,8 +282,8 @@ def _render_next(out: Console, report: ConvertReport) -> None:
         return
     if len(done) > 1:
         out.print(
-            "Next: load the converted files (after -> above) in your script instead of the "
-            "originals, or convert with --in-place to keep their names"
+            "Next: load the converted files (the names after -> above) in your script instead "
+            "of the originals, or convert with --in-place to keep their names"
         )
         return
     src, output = Path(done[0].path), Path(str(done[0].output))

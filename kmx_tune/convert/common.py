@@ -205,10 +205,11 @@ def check_output(src: Path, final: Path, opts: Options) -> None:
     if opts.in_place:
         links = os.stat(final).st_nlink
         if links > 1:
+            others = "the other name" if links == 2 else f"the other {links - 1} names"
             raise KmxError(
                 f"{src}: the file has {links} hard links; --in-place would give the converted "
-                f"data to this name only and leave the old data under the other {links - 1}; "
-                "nothing was written; convert to a new file instead (drop --in-place, or -o FILE)"
+                f"data to this name only and leave the old data under {others}; nothing was "
+                "written; convert to a new file instead (drop --in-place, or -o FILE)"
             )
     else:
         if os.path.realpath(final) == os.path.realpath(src):

@@ -74,6 +74,7 @@ class CrcCheckedSource:
     def __init__(self, data: ReadSource, fd: int, m: Member, sequential: bool, where: str):
         assert m.header is not None
         self.raw_shape, self.dtype = data.raw_shape, data.dtype
+        self.window_bytes = data.window_bytes
         self._data, self._fd, self._m, self._where = data, fd, m, where
         self._data_end = m.data_offset + m.header.data_offset + m.header.nbytes
         self._sequential = sequential and bool(self.raw_shape)
