@@ -156,6 +156,7 @@ def blocks_at(
 
 _POOL: ThreadPoolExecutor | None = None
 _WORKERS = 0  # threads for a copy, once known
+_PARALLEL_MIN = 256 << 10  # smaller copies are not worth splitting (a 1 MB read window is)
 
 
 def copy_block(dst: np.ndarray, block: np.ndarray) -> None:
@@ -166,7 +167,7 @@ def copy_block(dst: np.ndarray, block: np.ndarray) -> None:
         _WORKERS = min(4, os.cpu_count() or 1)
     workers = _WORKERS
     axis = 0 if block.ndim and block.shape[0] > 1 else (1 if block.ndim > 1 else -1)
-    if workers < 2 or axis < 0 or block.nbytes < (1 << 20) or block.dtype.hasobject:
+    if workers < 2 or axis < 0 or block.nbytes < _PARALLEL_MIN or block.dtype.hasobject:
         np.copyto(dst, block)
         return
     if _POOL is None:
