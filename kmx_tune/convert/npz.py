@@ -5,8 +5,8 @@ final name.
 Members keep their order, names, compression, timestamps, comments and extra fields;
 members that do not change are copied byte for byte; the archive comment and any bytes
 around the archive are kept. A member with bytes after its array is refused rather than
-rewritten without them. The zip format itself is :mod:`.zipio`'s; reading a member's
-array for the transpose is :mod:`.sources`'.
+rewritten without them. The zip format itself is :mod:`.zipio`'s (reading) and
+:mod:`.zipout`'s (writing); reading a member's array for the transpose is :mod:`.sources`'.
 """
 
 from __future__ import annotations
@@ -50,15 +50,8 @@ from kmx_tune.convert.kernel import (
 from kmx_tune.convert.npyio import NpyHeader, build_header
 from kmx_tune.convert.sources import open_member
 from kmx_tune.convert.writer import DirectSink, open_temp
-from kmx_tune.convert.zipio import (
-    Archive,
-    InflateStream,
-    Member,
-    ZipOut,
-    corrupt,
-    raw_name,
-    read_archive,
-)
+from kmx_tune.convert.zipio import Archive, InflateStream, Member, corrupt, raw_name, read_archive
+from kmx_tune.convert.zipout import ZipOut
 from kmx_tune.errors import KmxError
 
 _DEFLATE_CHUNK = 4 << 20

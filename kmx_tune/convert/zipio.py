@@ -1,19 +1,14 @@
-"""The zip container of an .npz, read and written by hand; nothing here knows about
-image layouts.
+"""The zip container of an .npz, read by hand (:mod:`.zipout` writes it); nothing here
+knows about image layouts.
 
-Reading: the central directory comes from :mod:`zipfile` (which never unpickles);
-each member's local header is checked and its data located, and the .npy header of
-every .npy member is parsed. Deflated data is inflated as a stream
-(:class:`InflateStream`), its length and CRC checked at the end.
-Writing: :class:`ZipOut` streams through a :class:`~kmx_tune.convert.writer.DirectSink`,
-with data descriptors (flag bit 3) for the CRC and sizes known only at the end, and
-zip64 records where sizes or offsets need them.
-
-What a member carries besides its data is kept: its name as stored (bytes after a NUL
-too, which :mod:`zipfile` cuts off in ``filename``), timestamp, attributes, comment and
-extra fields (local and central: zip64 blocks are rewritten to fit the new sizes);
-so are the archive comment and any bytes before the first member or after the end
-record. Only bytes between members that no member accounts for are not carried over.
+The central directory comes from :mod:`zipfile` (which never unpickles); each member's
+local header is checked and its data and local extra field located, and the .npy header
+of every .npy member is parsed. Deflated data is inflated as a stream
+(:class:`InflateStream`), its length and CRC checked at the end. What lies around the
+members is measured too: the archive comment, bytes before the first member and after
+the end record, so that the output can carry them over. A member's name is kept as
+stored (:func:`raw_name`: bytes after a NUL too, which :mod:`zipfile` cuts off in
+``filename``).
 """
 
 from __future__ import annotations
@@ -29,18 +24,16 @@ import numpy as np
 
 from kmx_tune.convert.deflate import Backend, crc32, inflater
 from kmx_tune.convert.npyio import PREFIX_LEN, FormatError, NpyHeader, header_length, parse_header
-from kmx_tune.convert.writer import DirectSink
-from kmx_tune.errors import KmxError
 
-_LOCAL = struct.Struct("<IHHHHHIIIHH")
-_CENTRAL = struct.Struct("<IBBBBHHHHIIIHHHHHII")
-_EOCD = struct.Struct("<IHHHHIIH")
-_LOCAL_SIG, _CENTRAL_SIG, _DESC_SIG = 0x04034B50, 0x02014B50, 0x08074B50
-_EOCD_SIG, _EOCD64_SIG, _LOC64_SIG = 0x06054B50, 0x06064B50, 0x07064B50
-_FLAG_DESCRIPTOR, _FLAG_UTF8 = 0x08, 0x800
-_ZIP64_EXTRA = 0x0001
-_U32 = 0xFFFFFFFF
-_ZIP64_AT = 0xF0000000  # deflate can grow incompressible data a little: switch to zip64 early
+LOCAL = struct.Struct("<IHHHHHIIIHH")
+CENTRAL = struct.Struct("<IBBBBHHHHIIIHHHHHII")
+EOCD = struct.Struct("<IHHHHIIH")
+LOCAL_SIG, CENTRAL_SIG, DESC_SIG = 0x04034B50, 0x02014B50, 0x08074B50
+EOCD_SIG, EOCD64_SIG, LOC64_SIG = 0x06054B50, 0x06064B50, 0x07064B50
+FLAG_DESCRIPTOR, FLAG_UTF8 = 0x08, 0x800
+ZIP64_EXTRA = 0x0001
+U32 = 0xFFFFFFFF
+ZIP64_AT = 0xF0000000  # deflate can grow incompressible data a little: switch to zip64 early
 _INFLATE_IN = 1 << 20
 INFLATE_OUT = 4 << 20  # the most an inflate step returns
 
@@ -139,15 +132,15 @@ def read_archive(path: Path, fd: int, size: int, be: Backend) -> Archive:
 
 def _trailing(fd: int, size: int, comment: bytes) -> int:
     """How many bytes follow the end-of-central-directory record and its comment."""
-    start = max(0, size - (_EOCD.size + 0xFFFF + 4096))
+    start = max(0, size - (EOCD.size + 0xFFFF + 4096))
     tail = os.pread(fd, size - start, start)
-    sig = struct.pack("<I", _EOCD_SIG)
+    sig = struct.pack("<I", EOCD_SIG)
     at = tail.rfind(sig)
     while at >= 0:
-        if at + _EOCD.size <= len(tail):
-            n = _EOCD.unpack_from(tail, at)[-1]
-            if tail[at + _EOCD.size : at + _EOCD.size + n] == comment:
-                return len(tail) - (at + _EOCD.size + n)
+        if at + EOCD.size <= len(tail):
+            n = EOCD.unpack_from(tail, at)[-1]
+            if tail[at + EOCD.size : at + EOCD.size + n] == comment:
+                return len(tail) - (at + EOCD.size + n)
         at = tail.rfind(sig, 0, at)
     return 0
 
@@ -162,13 +155,13 @@ def _local_header(fd: int, size: int, info: zipfile.ZipInfo, where: str) -> tupl
             f"{where}: compression method {info.compress_type} is not supported "
             "(only stored and deflated, as numpy writes)"
         )
-    if not 0 <= info.header_offset <= size - _LOCAL.size:
+    if not 0 <= info.header_offset <= size - LOCAL.size:
         raise corrupt(where, "the member's offset lies outside the file")
-    local = os.pread(fd, _LOCAL.size, info.header_offset)
-    if len(local) < _LOCAL.size or _LOCAL.unpack(local)[0] != _LOCAL_SIG:
+    local = os.pread(fd, LOCAL.size, info.header_offset)
+    if len(local) < LOCAL.size or LOCAL.unpack(local)[0] != LOCAL_SIG:
         raise corrupt(where, "bad local zip header")
-    fields = _LOCAL.unpack(local)
-    extra_at = info.header_offset + _LOCAL.size + fields[9]
+    fields = LOCAL.unpack(local)
+    extra_at = info.header_offset + LOCAL.size + fields[9]
     data_offset = extra_at + fields[10]
     if data_offset + info.compress_size > size:
         raise corrupt(where, "member data runs past the end of the file")
@@ -294,196 +287,16 @@ def crc_range(fd: int, start: int, end: int, crc: int = 0) -> int:
     return crc
 
 
-# ---------------------------------------------------------------------------------
-# writing
-
-
-def _dos_time(dt: tuple[int, int, int, int, int, int]) -> tuple[int, int]:
-    y, mo, d, h, mi, s = dt
-    y = min(max(y, 1980), 2107)
-    return (h << 11) | (mi << 5) | (s // 2), ((y - 1980) << 9) | (mo << 5) | d
-
-
 def raw_name(info: zipfile.ZipInfo) -> tuple[bytes, int]:
     """A member's name as stored, and its UTF-8 flag: ``orig_filename`` encoded back the
     way :mod:`zipfile` decoded it (so a NUL and what follows it stay)."""
     name = info.orig_filename
-    if info.flag_bits & _FLAG_UTF8:
-        return name.encode("utf-8", "surrogateescape"), _FLAG_UTF8
+    if info.flag_bits & FLAG_UTF8:
+        return name.encode("utf-8", "surrogateescape"), FLAG_UTF8
     try:
         return name.encode("cp437"), 0
     except UnicodeEncodeError:  # a ZipInfo made by hand
-        return name.encode("utf-8"), _FLAG_UTF8
-
-
-def without_zip64(extra: bytes) -> bytes:
-    """An extra field without its zip64 blocks (rewritten for the new sizes); other
-    blocks, and a tail too short to be a block, stay as they are."""
-    kept, pos = [], 0
-    while pos + 4 <= len(extra):
-        tag, n = struct.unpack_from("<HH", extra, pos)
-        if pos + 4 + n > len(extra):
-            break
-        if tag != _ZIP64_EXTRA:
-            kept.append(extra[pos : pos + 4 + n])
-        pos += 4 + n
-    kept.append(extra[pos:])
-    return b"".join(kept)
-
-
-def _fits(extra: bytes) -> bytes:
-    if len(extra) > 0xFFFF:
-        raise KmxError("a zip member's extra field grew past 64 KB; nothing was written")
-    return extra
-
-
-@dataclass
-class ZipEntry:
-    """A member being written: what its central directory record will say."""
-
-    name: bytes
-    flags: int
-    method: int
-    dt: tuple[int, int, int, int, int, int]
-    external_attr: int
-    offset: int
-    crc: int = 0
-    csize: int = 0
-    usize: int = 0
-    zip64: bool = False
-    extra: bytes = b""  # the central extra field, without zip64 blocks
-    comment: bytes = b""
-    internal_attr: int = 0
-    system: int = 3  # made by: Unix, unless the source member says otherwise
-
-
-class ZipOut:
-    """A zip writer that streams through a :class:`DirectSink` (never seeks)."""
-
-    def __init__(self, sink: DirectSink) -> None:
-        self.sink = sink
-        self.entries: list[ZipEntry] = []
-
-    def begin(
-        self,
-        info: zipfile.ZipInfo,
-        method: int,
-        *,
-        known: tuple[int, int, int] | None = None,
-        usize_hint: int = 0,
-        local_extra: bytes = b"",
-    ) -> ZipEntry:
-        """Write a local header. ``known``: (crc, csize, usize) of a member copied as it
-        is (its flags kept); otherwise they follow the data in a descriptor. The name,
-        timestamp, attributes, comment and extra fields come from ``info`` (the local
-        extra field from ``local_extra``)."""
-        name, utf8 = raw_name(info)
-        flags = (info.flag_bits & ~(_FLAG_DESCRIPTOR | _FLAG_UTF8) if known else 0) | utf8
-        big = max(usize_hint, known[1] if known else 0, known[2] if known else 0) >= _ZIP64_AT
-        e = ZipEntry(
-            name,
-            flags,
-            method,
-            info.date_time,
-            info.external_attr,
-            self.sink.written,
-            extra=without_zip64(info.extra),
-            comment=info.comment,
-            internal_attr=info.internal_attr,
-            system=info.create_system,
-        )
-        e.zip64 = big
-        if known is None:
-            e.flags |= _FLAG_DESCRIPTOR
-            crc, csize, usize = 0, 0, 0
-        else:
-            crc, csize, usize = known
-        extra = b""
-        if big:
-            extra = struct.pack("<HHQQ", _ZIP64_EXTRA, 16, usize, csize)
-            csize = usize = _U32
-        extra = _fits(extra + without_zip64(local_extra))
-        t, d = _dos_time(e.dt)
-        version = 45 if big else 20
-        self.sink.write(
-            _LOCAL.pack(
-                _LOCAL_SIG, version, e.flags, method, t, d, crc, csize, usize, len(name), len(extra)
-            )
-            + name
-            + extra
-        )
-        if known:
-            e.crc, e.csize, e.usize = known
-        self.entries.append(e)
-        return e
-
-    def end(self, e: ZipEntry, crc: int, csize: int, usize: int) -> None:
-        e.crc, e.csize, e.usize = crc, csize, usize
-        if e.flags & _FLAG_DESCRIPTOR:
-            if e.zip64:
-                self.sink.write(struct.pack("<IIQQ", _DESC_SIG, crc, csize, usize))
-            else:
-                if max(csize, usize) >= _U32:
-                    raise KmxError("a zip member grew past 4 GB unexpectedly; nothing was written")
-                self.sink.write(struct.pack("<IIII", _DESC_SIG, crc, csize, usize))
-
-    def close(self, comment: bytes = b"") -> None:
-        """Write the central directory and its end records, with the archive
-        ``comment``."""
-        start = self.sink.written
-        for e in self.entries:
-            self.sink.write(_central_record(e))
-        size = self.sink.written - start
-        count = len(self.entries)
-        if count >= 0xFFFF or size >= _U32 or start >= _U32:
-            eocd64 = self.sink.written
-            self.sink.write(
-                struct.pack("<IQHHIIQQQQ", _EOCD64_SIG, 44, 45, 45, 0, 0, count, count, size, start)
-                + struct.pack("<IIQI", _LOC64_SIG, 0, eocd64, 1)
-            )
-            self.sink.write(
-                _EOCD.pack(_EOCD_SIG, 0, 0, 0xFFFF, 0xFFFF, _U32, _U32, len(comment)) + comment
-            )
-        else:
-            self.sink.write(
-                _EOCD.pack(_EOCD_SIG, 0, 0, count, count, size, start, len(comment)) + comment
-            )
-
-
-def _central_record(e: ZipEntry) -> bytes:
-    """The central directory record of ``e``, with a zip64 extra field for any size or
-    offset that does not fit in 32 bits."""
-    z: list[int] = []
-    usize, csize, offset = e.usize, e.csize, e.offset
-    if usize >= _U32:
-        z.append(usize)
-        usize = _U32
-    if csize >= _U32:
-        z.append(csize)
-        csize = _U32
-    if offset >= _U32:
-        z.append(offset)
-        offset = _U32
-    extra = struct.pack(f"<HH{len(z)}Q", _ZIP64_EXTRA, 8 * len(z), *z) if z else b""
-    extra = _fits(extra + e.extra)
-    version = 45 if z or e.zip64 else 20
-    t, d = _dos_time(e.dt)
-    # signature, made by (spec version, system), needed to extract, flags, method, time,
-    # date, CRC, sizes; then name, extra and comment lengths, disk number, internal and
-    # external attributes, local header offset
-    head = (_CENTRAL_SIG, version, e.system, version, 0, e.flags, e.method, t, d, e.crc, csize)
-    record = _CENTRAL.pack(
-        *head,
-        usize,
-        len(e.name),
-        len(extra),
-        len(e.comment),
-        0,
-        e.internal_attr,
-        e.external_attr,
-        offset,
-    )
-    return record + e.name + extra + e.comment
+        return name.encode("utf-8"), FLAG_UTF8
 
 
 __all__ = [
@@ -491,13 +304,10 @@ __all__ = [
     "Archive",
     "InflateStream",
     "Member",
-    "ZipEntry",
-    "ZipOut",
     "corrupt",
     "crc_range",
     "member_prefix",
     "raw_name",
     "read_archive",
     "read_members",
-    "without_zip64",
 ]
