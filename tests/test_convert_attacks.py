@@ -547,3 +547,13 @@ def test_library_errors_are_one_line(tmp: Path) -> None:
     with pytest.raises(KmxError) as info:
         convert_file(src)
     assert "\n" not in str(info.value)
+
+
+def test_d5_a_glob_over_a_converted_folder_is_not_a_collision(tmp: Path) -> None:
+    """`convert data/*.npy` after a first run names the outputs too: that is not two
+    inputs with one output, and --force behaves as it always did."""
+    np.save(tmp / "x.npy", IMG)
+    assert kmx("convert", str(tmp / "x.npy")).exit_code == 0
+    r = kmx("convert", str(tmp / "x.npy"), str(tmp / "x.channels_first.npy"), "--force")
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.load(tmp / "x.channels_first.npy"), IMG.transpose(0, 3, 1, 2))
