@@ -6,13 +6,15 @@ The pattern is always the same: write a temporary file in the destination's fold
 owner) of the file it replaces, rename it over the final name, fsync the folder.
 
 Temporary files that a killed run left behind are recognised by that name and removed
-by the next run that writes the same file. Whether a run is still using one is told by
-a lock, not by its PID (a PID means nothing across PID namespaces, and containers sharing
-a folder each have their own): the writer holds an exclusive ``flock`` on its temporary
-file for as long as it is open, and the kernel drops the lock when the process dies,
-however it dies. The file is created under a ``.pending`` name, locked, and only then
-renamed to the name that cleanup looks at, so no run ever sees it unlocked while in use.
-Where a file system has no ``flock``, the PID rule is the fallback.
+by the next run that writes the same file. Whether a run is still using one is asked of
+the kernel, not told by its PID (a PID means nothing across PID namespaces, and
+containers sharing a folder each have their own): a writer keeps its temporary file open
+for writing from the moment it creates it (``O_CREAT | O_EXCL``) until it is published,
+and the kernel closes it when the process dies, however it dies. Cleanup asks for a read
+lease (``F_SETLEASE``), which the kernel grants only when no process anywhere has the
+file open for writing. (Not a lock: HDF5 and others lock the files they write with
+``flock``, and would be refused.) Where a file system has no leases, or the file is
+another user's, the PID rule is the fallback.
 """
 
 from __future__ import annotations
@@ -22,15 +24,13 @@ import errno
 import fcntl
 import os
 import secrets
+import signal
 import stat
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 TEMP_MARK = ".kmx-tmp-"
-_PENDING = ".pending"  # a temporary file that is not locked yet
-_PENDING_STALE_S = 60.0  # a pending file this old was left by a run killed at that instant
 
 
 def temp_name(final: Path) -> Path:
@@ -50,38 +50,32 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _locked_by_a_run(path: Path) -> bool | None:
-    """Whether a live run holds the lock on *path*: True, False, or None where the file
-    system cannot say (no flock there) or the file is gone."""
-    fd = -1
-    # opened for writing where allowed: NFS turns flock into a POSIX lock, which needs it
-    for access in (os.O_RDWR, os.O_RDONLY):
-        try:
-            fd = os.open(path, access | os.O_NOFOLLOW | os.O_NONBLOCK)
-            break
-        except PermissionError:
-            continue
-        except OSError:
-            return None
-    if fd < 0:
-        return None
+def _written_to(path: Path) -> bool | None:
+    """Whether some process, in any PID namespace, has *path* open for writing: True,
+    False, or None where the kernel cannot say here (a file system without leases, a
+    file of another user's) or the file is gone."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
+    try:
+        # a writer opening the file in the instant the lease is held would send this
+        # process SIGIO, which kills; SIGURG is ignored unless someone asks for it
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        return True if exc.errno in (errno.EAGAIN, errno.EBUSY) else None
     finally:
-        os.close(fd)  # (and with it any lock just taken)
+        os.close(fd)  # (and with it the lease)
     return False
 
 
 def clean_stale_temps(final: Path) -> list[Path]:
     """Remove the temporary files that interrupted runs left for *final*.
 
-    Only names made by :func:`temp_name` that no live run holds locked are removed
-    (a pending one only once it is a minute old); on a file system without locks, only
-    those whose PID is gone. A run still in progress keeps its file."""
+    Only names made by :func:`temp_name` that no process has open for writing are
+    removed (where the kernel cannot tell, only those whose PID is gone): a run still in
+    progress keeps its file."""
     removed: list[Path] = []
     prefix = f".{final.name}{TEMP_MARK}"
     with contextlib.suppress(OSError):
@@ -91,36 +85,15 @@ def clean_stale_temps(final: Path) -> list[Path]:
             pid_text = entry.name[len(prefix) :].split("-", 1)[0]
             if not pid_text.isdigit():
                 continue
-            locked = _locked_by_a_run(entry)
-            if locked is None:
-                locked = _alive(int(pid_text))
-            if locked:
+            in_use = _written_to(entry)
+            if in_use is None:
+                in_use = _alive(int(pid_text))
+            if in_use:
                 continue
-            if entry.name.endswith(_PENDING):
-                with contextlib.suppress(OSError):
-                    if time.time() - entry.lstat().st_mtime < _PENDING_STALE_S:
-                        continue  # perhaps a run about to lock it
             with contextlib.suppress(OSError):
                 entry.unlink()
                 removed.append(entry)
     return removed
-
-
-def _create_locked(tmp: Path, mode: int) -> int:
-    """Create *tmp* open for writing, holding its lock before anyone can find it by that
-    name (see the module docstring)."""
-    pending = tmp.with_name(tmp.name + _PENDING)
-    fd = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with contextlib.suppress(OSError):  # no flock here: cleanup falls back to PIDs
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.rename(pending, tmp)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            pending.unlink()
-        raise
-    return fd
 
 
 def fsync_dir(folder: Path) -> None:
@@ -155,12 +128,12 @@ class TempFile:
 
 @contextlib.contextmanager
 def temp_output(final: Path, mode: int = 0o644) -> Iterator[TempFile]:
-    """A new temporary file beside *final*, open for writing and locked while it is open
-    (publish it before the block ends). Removed when the block fails; kept when it
-    succeeds, for :func:`publish` to give it its name. Raises OSError when it cannot be
-    created."""
+    """A new temporary file beside *final*, open for writing: while it is, no other run
+    takes it for a leftover (publish it before the block ends). Removed when the block
+    fails; kept when it succeeds, for :func:`publish` to give it its name. Raises
+    OSError when it cannot be created."""
     tmp = temp_name(final)
-    fd = _create_locked(tmp, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     handle = TempFile(tmp, fd)
     ok = False
     try:
@@ -222,5 +195,5 @@ def atomic_write(
         if like is not None:
             take_metadata(tmp.fd, like)
         os.fsync(tmp.fd)
-        os.replace(tmp.path, path)  # while it is open, and so locked
+        os.replace(tmp.path, path)  # while it is open, and so in use
     fsync_dir(path.parent)

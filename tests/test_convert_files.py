@@ -290,7 +290,6 @@ def test_folder_and_output_dir(tmp_path: Path) -> None:
     assert {r.status for r in third} == {"skipped", NOTHING_TO_DO}
 
 
-
 # -- reading the source: rows, regions, rows too big to read whole -------------------------
 
 

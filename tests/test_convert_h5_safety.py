@@ -50,7 +50,8 @@ def test_full_disk_refused_up_front(tmp_path: Path, storage: dict[str, object]) 
     make(src, X, **storage)
     before = sha(src)
     with tiny_disk(tmp_path / "small", 64) as small:
-        with pytest.raises(DiskFullError, match="needs .* MB free, has .* MB; nothing was written"):
+        full = "needs .* plus .* kept free for the file system, and .* is free; nothing was written"
+        with pytest.raises(DiskFullError, match=full):
             convert_file(src, small / "x.channels_first.h5")
         assert list(small.iterdir()) == []
     assert sha(src) == before

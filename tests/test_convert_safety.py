@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import random
@@ -217,18 +218,21 @@ def test_enospc_at_the_write_seam(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_stale_temps_of_live_runs_are_kept(tmp_path: Path) -> None:
-    """A temporary file is in use while its run holds its lock, whatever its PID says;
-    one that nobody holds is left over. A pending one (not locked yet) is given a minute."""
+    """A temporary file is in use while a process has it open for writing, whatever its
+    PID says; one that nobody has open is left over, even under this process's PID."""
     final = tmp_path / "x.channels_first.npy"
     dead = tmp_path / f".{final.name}{TEMP_MARK}999999999-abcd1234"
     unheld = tmp_path / f".{final.name}{TEMP_MARK}{os.getpid()}-abcd1234"
-    fresh = tmp_path / f".{final.name}{TEMP_MARK}999999999-bcde2345.pending"
-    old = tmp_path / f".{final.name}{TEMP_MARK}999999999-cdef3456.pending"
     other = tmp_path / ".unrelated.kmx-tmp-1-x"
-    for p in (dead, unheld, fresh, old, other):
+    for p in (dead, unheld, other):
         p.write_bytes(b"partial")
-    os.utime(old, (time.time() - 3600, time.time() - 3600))
     with fsio.temp_output(final) as live:
-        assert sorted(fsio.clean_stale_temps(final)) == sorted([dead, unheld, old])
-        assert live.path.exists() and fresh.exists() and other.exists()
+        assert sorted(fsio.clean_stale_temps(final)) == sorted([dead, unheld])
+        assert live.path.exists() and other.exists()
+        # another writer (HDF5, say) may lock the file it writes: that is not refused
+        fd = os.open(live.path, os.O_WRONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
     assert fsio.clean_stale_temps(final) == [live.path]  # closed unpublished: left over

@@ -1,7 +1,8 @@
 """Convert image datasets between channels_last and channels_first, on disk
 (:func:`convert_file`) or in memory (:func:`to_channels_first`).
 
-On disk: :mod:`.core` picks the files and where each goes, and reports on them;
+On disk: :mod:`.core` picks the files and where each goes (:mod:`.outputs`: the names,
+the ``-o`` folders, collisions), and reports on them;
 :mod:`.npy` and :mod:`.npz` convert one file each, with what they share in
 :mod:`.common`. Below them: :mod:`.layout` (the rules, pure), :mod:`.npyio`,
 :mod:`.zipio` and :mod:`.zipout` (the file formats), :mod:`.sources` and :mod:`.kernel`
