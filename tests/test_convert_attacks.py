@@ -343,6 +343,9 @@ def test_b1_a_fifo_as_input_does_not_hang(tmp: Path) -> None:
     # several inputs with --key look into every .npz for the name first
     done = run_cli("convert", str(tmp / "f.npz"), str(tmp / "x.npy"), "--key", "x")
     assert done.returncode == 1 and "not a regular file" in done.stdout, done.stdout
+    os.mkfifo(tmp / "f.h5")  # and HDF5 files too
+    done = run_cli("convert", str(tmp / "f.h5"), str(tmp / "x.npy"), "--key", "x", "--force")
+    assert done.returncode == 1 and "not a regular file" in done.stdout, done.stdout
     assert (tmp / "x.channels_first.npy").exists()
     (tmp / "zero.npy").symlink_to("/dev/zero")
     done = run_cli("convert", str(tmp / "zero.npy"))

@@ -235,6 +235,11 @@ def _check_keys_somewhere(inputs: Sequence[Path], keys: Collection[str]) -> None
         if src.suffix.lower() == ".npy":
             names.add(src.stem)
             continue
+        try:
+            if not stat.S_ISREG(os.stat(src).st_mode):  # a FIFO would block the open
+                return
+        except OSError:
+            return
         if src.suffix.lower() in (".h5", ".hdf5"):
             from kmx_tune.convert.h5io import dataset_names
 
@@ -244,8 +249,6 @@ def _check_keys_somewhere(inputs: Sequence[Path], keys: Collection[str]) -> None
                 return
             continue
         try:
-            if not stat.S_ISREG(os.stat(src).st_mode):  # a FIFO would block the open
-                return
             with zipfile.ZipFile(src) as zf:
                 names.update(
                     n[:-4] if n.endswith(".npy") else n
