@@ -495,6 +495,19 @@ def test_dry_run_says_when_the_output_exists(tmp: Path) -> None:
     assert "exists" in data["files"][0]["message"]
 
 
+def test_dry_run_of_an_hdf5_file_says_when_the_output_exists(tmp: Path) -> None:
+    import h5py
+
+    with h5py.File(tmp / "d.h5", "w") as f:
+        f["x"] = IMG
+        f["amb"] = np.zeros((1, 3, 2, 3), "u1")
+    (tmp / "d.channels_first.h5").write_bytes(b"old")
+    r = kmx("convert", str(tmp / "d.h5"), "--dry-run", "--key", "x")
+    assert r.exit_code == 0 and "d.channels_first.h5 exists: the real run refuses" in r.stdout
+    code, data = kmx_json("convert", str(tmp / "d.h5"))  # refused: every dataset listed
+    assert code == 1 and {a["name"] for a in data["files"][0]["arrays"]} == {"x", "amb"}
+
+
 def test_after_converting_it_says_what_to_load_next(tmp: Path) -> None:
     src = tmp / "data.npz"
     np.savez(src, x=IMG)

@@ -42,11 +42,12 @@ from kmx_tune.convert.common import (
     FileOutcome,
     Options,
     Progress,
+    RefusedError,
     check_keys,
     converted,
+    dry_run,
     prepare_output,
     publish,
-    refusal_message,
 )
 from kmx_tune.convert.deflate import backend
 from kmx_tune.convert.h5check import verify_h5
@@ -55,7 +56,6 @@ from kmx_tune.convert.h5io import reading as _reading
 from kmx_tune.convert.h5io import writing as _writing
 from kmx_tune.convert.kernel import copy_block
 from kmx_tune.convert.writer import open_temp
-from kmx_tune.errors import KmxError
 
 CHUNK_TARGET = 1 << 20  # bytes per output chunk: HDF5's default chunk cache holds one
 _READ_CACHE_MAX = 64 << 20  # the source's chunk cache: one band of source chunks, at most
@@ -136,14 +136,14 @@ def convert_h5_data(
     plans = tuple(p for p, _ in found)
     check_keys(src, [p.name for p in plans], opts)
     if any(p.action == L.REFUSE for p in plans):
-        raise KmxError(refusal_message(src, plans))
+        raise RefusedError(src, plans)
     planned = FileOutcome(str(src), PLANNED, plans, str(final), bytes_in=size)
     if not any(_changes(p) for p in plans):
         return dataclasses.replace(
             planned, status=NOTHING_TO_DO, output=None, message="nothing to convert"
         )
     if opts.dry_run:
-        return planned
+        return dry_run(planned, src, final, opts)
     removed = prepare_output(src, final, opts, size + (1 << 20))
     written = _write(src, final, {p.name: p for p in plans if _changes(p)}, opts, progress)
     return converted(planned, written, t0, opts, removed)
