@@ -10,14 +10,19 @@ nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO as _IO
 from typing import TYPE_CHECKING, Any
 
 from kmx_tune.dists import Distribution, is_mxnet_distribution, normalize
@@ -120,8 +125,9 @@ class TargetInfo:
 
 
 def resolve_python(python: str | os.PathLike[str] | None) -> str:
-    """The interpreter to tune: *python* if given (a path, or a name on PATH), else
-    the one running kmx-tune. Raises TargetError with what to do if it is unusable."""
+    """The interpreter to tune: *python* if given (a path, a venv folder, or a name on
+    PATH), else the one running kmx-tune. Raises TargetError with what to do if it is
+    unusable."""
     if python is None:
         return sys.executable
     raw = os.fspath(python)
@@ -150,8 +156,201 @@ def resolve_python(python: str | os.PathLike[str] | None) -> str:
         raise TargetError(
             f"--python {raw}: is not executable; give the path of a Python interpreter"
         )
-    # exec looks a name without a slash up on PATH: "./python" is the file meant here
-    return str(candidate) if os.sep in str(candidate) else os.path.join(os.curdir, raw)
+    # exec looks a name without a slash up on PATH: "./python" is the file meant here.
+    # Path("./x") is "x": prefix the normalized name, not what was typed ("././x").
+    text = str(candidate)
+    return text if os.sep in text else os.path.join(os.curdir, text)
+
+
+# ----------------------------------------------------------- the default target
+
+
+class NoTargetError(TargetError):
+    """No --python, and nothing the user may mean: no active environment, and the
+    `python` on PATH is kmx-tune's own. *looked_at*: what was considered, and why not."""
+
+    def __init__(self, looked_at: Sequence[str]) -> None:
+        self.looked_at = tuple(looked_at)
+        where = "; ".join(self.looked_at) or "no `python` on PATH"
+        super().__init__(
+            f"no Python environment to work on ({where}); activate your Keras-MXNet "
+            "environment or give --python PATH (`kmx-tune doctor` shows how to make one)"
+        )
+
+
+def _env_python(prefix: str) -> str | None:
+    for sub in ("bin/python", "bin/python3", "Scripts/python.exe"):
+        if os.path.isfile(os.path.join(prefix, sub)):
+            return os.path.join(prefix, sub)
+    return None
+
+
+def _same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _has_keras_or_mxnet(names: Sequence[str]) -> bool:
+    return any(normalize(n) in ("keras", "keras-mxnet") or is_mxnet_distribution(n) for n in names)
+
+
+def _own_has_keras_or_mxnet() -> bool:
+    """Whether the environment running kmx-tune has Keras or an MXNet flavor: then it
+    is a training environment too (kmx-tune installed into it), not only kmx-tune's."""
+    from importlib.metadata import distributions
+
+    return _has_keras_or_mxnet([d.metadata["Name"] or "" for d in distributions()])
+
+
+OWN = "kmx-tune's own environment, with neither Keras nor MXNet"
+
+
+def find_default(env: Mapping[str, str] | None = None) -> Target:
+    """The target a command means without --python, as pip-like tools choose: the
+    active virtual environment ($VIRTUAL_ENV), else the active conda environment
+    ($CONDA_PREFIX), else `python` (or `python3`) on PATH. kmx-tune's own environment
+    is passed over unless it has Keras or MXNet in it. Raises NoTargetError."""
+    env = os.environ if env is None else env
+    looked_at: list[str] = []
+    own_is_training: bool | None = None
+
+    def own(prefix: str | os.PathLike[str]) -> bool:
+        nonlocal own_is_training
+        if not _same_path(prefix, sys.prefix):
+            return False
+        if own_is_training is None:
+            own_is_training = _own_has_keras_or_mxnet()
+        return not own_is_training
+
+    for var, what in (
+        ("VIRTUAL_ENV", "the active virtual environment"),
+        ("CONDA_PREFIX", "the active conda environment"),
+    ):
+        prefix = env.get(var)
+        if not prefix:
+            continue
+        python = _env_python(prefix)
+        if python is None:
+            looked_at.append(f"{var}={prefix} has no bin/python")
+        elif own(prefix):
+            looked_at.append(f"{var}={prefix} is {OWN}")
+        else:
+            return Target(python, chosen_by=f"{what} (${var})", passed_over=looked_at)
+    for name in ("python", "python3"):
+        found = shutil.which(name, path=env.get("PATH", os.defpath))
+        if found is None:
+            continue
+        if own(Path(found).parent.parent):
+            looked_at.append(f"`{name}` on PATH ({found}) is {OWN}")
+            continue
+        return Target(found, chosen_by=f"`{name}` on PATH", passed_over=looked_at)
+    raise NoTargetError(looked_at)
+
+
+# ------------------------------------------------------- running in the target
+
+OUTPUT_LIMIT = 16 * 1024 * 1024  # bytes a target may print on each stream
+_EXIT_GRACE_S = 1.0  # after the target exits, how long its leftovers may hold the pipes
+
+
+class _Reader(threading.Thread):
+    """Reads one pipe to its end, keeping at most *limit* bytes."""
+
+    def __init__(self, stream: _IO[bytes], limit: int, changed: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.fd = stream.fileno()
+        self.limit = limit
+        self.changed = changed
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.overflow = False
+        self.done = False
+
+    def run(self) -> None:
+        try:
+            while True:
+                chunk = os.read(self.fd, 65536)
+                if not chunk:
+                    break
+                self.size += len(chunk)
+                if self.size > self.limit:
+                    self.overflow = True
+                    break
+                self.chunks.append(chunk)
+        except OSError:
+            pass
+        finally:
+            self.done = True
+            self.changed.set()
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode("utf-8", errors="replace")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """End the target and everything it started (its own process group)."""
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        proc.wait(timeout=5)
+
+
+class _Stop(Exception):
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def _close(proc: subprocess.Popen[bytes], readers: Sequence[_Reader]) -> None:
+    """Close the pipes once their readers are done. A reader still blocked (a process
+    that left the group holds the pipe) keeps its descriptor: closing it under a
+    read could hand the number to another file."""
+    for reader in readers:
+        reader.join(2)
+    if all(reader.done for reader in readers):
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _collect(
+    proc: subprocess.Popen[bytes], timeout: float, limit: int, readers: list[_Reader]
+) -> tuple[_Reader, _Reader]:
+    """Wait for *proc* and read its output: until both pipes close, or until the
+    target has exited and its leftovers have held the pipes for a moment longer.
+    Raises _Stop("timeout") or _Stop("stdout"/"stderr") (printed more than *limit*).
+    The readers started are added to *readers*."""
+    assert proc.stdout is not None and proc.stderr is not None
+    changed = threading.Event()
+    out, err = _Reader(proc.stdout, limit, changed), _Reader(proc.stderr, limit, changed)
+    readers += [out, err]
+    out.start()
+    err.start()
+
+    def wait() -> None:
+        with contextlib.suppress(Exception):
+            proc.wait()
+        changed.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    exited_at: float | None = None
+    while True:
+        for name, reader in (("stdout", out), ("stderr", err)):
+            if reader.overflow:
+                raise _Stop(name)
+        now = time.monotonic()
+        if proc.returncode is not None:
+            if out.done and err.done:
+                return out, err
+            exited_at = now if exited_at is None else exited_at
+            if now - exited_at >= _EXIT_GRACE_S:
+                return out, err  # a process it left behind holds the pipes
+        if now >= deadline:
+            raise _Stop("timeout")
+        wait_for = deadline - now
+        if exited_at is not None:
+            wait_for = min(wait_for, exited_at + _EXIT_GRACE_S - now)
+        changed.wait(max(wait_for, 0.0))
+        changed.clear()
 
 
 def run_script(
@@ -162,29 +361,52 @@ def run_script(
     env: Mapping[str, str] | None = None,
     timeout: float = 120,
     timeout_message: str | None = None,
+    output_limit: int = OUTPUT_LIMIT,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``kmx_tune/_in_target/<script>`` in *python*, capturing its output.
 
-    Raises TargetError when the interpreter cannot be started, and KmxError with
-    *timeout_message* (or a generic one) when it runs past *timeout* seconds."""
+    The target runs in a process group of its own, and whatever is left of that group
+    when the call ends (a hang past *timeout*, a flood past *output_limit* bytes, a
+    process it left behind holding the pipes) is killed. Raises TargetError when the
+    interpreter cannot be started, and KmxError with *timeout_message* (or a generic
+    one) when it runs past *timeout* seconds or prints too much."""
     cmd = [python, str(IN_TARGET_DIR / script), *args]
     run_env = dict(os.environ if env is None else env)
     run_env.setdefault("PYTHONIOENCODING", "utf-8")
     try:
-        return subprocess.run(
-            cmd, capture_output=True, text=True, env=run_env, timeout=timeout, check=False
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=run_env,
+            start_new_session=True,
         )
     except OSError as exc:
         raise TargetError(
             f"{python}: cannot run it ({exc.strerror or exc}); give the path of a Python 3.6+ "
             "interpreter with --python"
         ) from None
-    except subprocess.TimeoutExpired:
+    readers: list[_Reader] = []
+    try:
+        try:
+            out, err = _collect(proc, timeout, output_limit, readers)
+        finally:
+            _kill_group(proc)
+            _close(proc, readers)
+    except _Stop as stop:
+        if stop.why == "timeout":
+            raise KmxError(
+                timeout_message
+                or f"{python}: gave no answer within {timeout:.0f} s; check that it starts "
+                f"(`{python} -c 'print(1)'`), or give another interpreter with --python"
+            ) from None
         raise KmxError(
-            timeout_message
-            or f"{python}: gave no answer within {timeout:.0f} s; check that it starts "
-            f"(`{python} -c 'print(1)'`), or give another interpreter with --python"
+            f"{python}: printed more than {output_limit // (1024 * 1024)} MiB on {stop.why} "
+            "and was stopped; check what its site-packages or PYTHONSTARTUP print, or give "
+            "another interpreter with --python"
         ) from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out.text(), err.text())
 
 
 def failure_tail(proc: subprocess.CompletedProcess[str]) -> str:
@@ -195,6 +417,43 @@ def failure_tail(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[-1].strip()[:300] if lines else f"exit status {proc.returncode}"
 
 
+def _report(stdout: str, schema: str | None) -> dict[str, Any] | None:
+    """The last line of *stdout* that is kmx-tune's JSON report (with *schema*, or any
+    "kmx-tune/..." one): a JSON line printed by something else (a sitecustomize, an
+    atexit logger) is not mistaken for it."""
+    for line in reversed(stdout.splitlines()):
+        if not line.startswith("{"):
+            continue
+        try:
+            data = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        found = data.get("schema")
+        if found == schema or (schema is None and str(found).startswith("kmx-tune/")):
+            return data
+    return None
+
+
+def _too_old_next_step(why: str) -> str:
+    """For a Python older than 3.6: the interpreter to make a Keras-MXNet venv with."""
+    if "kmx-tune needs Python 3.6" not in why and "older than Python 3.6" not in why:
+        return ""
+    from kmx_tune.interpreters import VENV, find_keras_python
+
+    found = find_keras_python()
+    if found is None:
+        return (
+            "; keras-mxnet needs Python 3.6-3.9: install one, make a venv with it and give "
+            f"--python {VENV}/bin/python"
+        )
+    return (
+        f"; make a venv with {found.describe()}: `{found.path} -m venv {VENV}`, and give "
+        f"--python {VENV}/bin/python"
+    )
+
+
 def run_in_target(
     python: str,
     script: str,
@@ -202,49 +461,78 @@ def run_in_target(
     *,
     env: Mapping[str, str] | None = None,
     timeout: float = 120,
+    schema: str | None = None,
 ) -> dict[str, Any]:
-    """Run ``kmx_tune/_in_target/<script>`` in *python* and return the JSON object it
-    prints. Raises TargetError when the interpreter cannot run it."""
+    """Run ``kmx_tune/_in_target/<script>`` in *python* and return the JSON report it
+    prints (the line with *schema*, or any kmx-tune schema). Raises TargetError when
+    the interpreter cannot run it."""
     proc = run_script(python, script, args, env=env, timeout=timeout)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
+    data = _report(proc.stdout, schema)
+    if proc.returncode != 0 or data is None:
         why = (
             failure_tail(proc)
             if proc.returncode or proc.stderr.strip()
             else "it ran but printed no report"
         )
-        raise TargetError(f"{python}: does not work as a Python 3.6+ interpreter ({why})")
-    try:
-        data: dict[str, Any] = json.loads(lines[-1])
-    except json.JSONDecodeError:
-        raise TargetError(f"{python}: printed something that is not kmx-tune's report") from None
+        raise TargetError(
+            f"{python}: does not work as a Python 3.6+ interpreter ({why})"
+            + _too_old_next_step(why)
+        )
     return data
+
+
+FACTS_SCHEMA = "kmx-tune/target-facts/1"
 
 
 class Target:
     """The Python environment a command works on: its interpreter, what it has
     installed (:meth:`facts`, read by a script run inside it), and its pip."""
 
-    def __init__(self, python: str, *, chosen_by: str = "--python") -> None:
+    def __init__(
+        self, python: str, *, chosen_by: str = "--python", passed_over: Sequence[str] = ()
+    ) -> None:
         self.python = python  # the interpreter, as a path that runs it
-        self.chosen_by = chosen_by  # why this one: "--python", ...
+        self.chosen_by = chosen_by  # why this one: "--python", "the active virtual ...", ...
+        self.passed_over = tuple(passed_over)  # defaults considered first, and why not
         self._facts: dict[bool, TargetInfo] = {}
 
+    @property
+    def is_default(self) -> bool:
+        """Chosen without --python (see :func:`find_default`)."""
+        return self.chosen_by != "--python"
+
     @classmethod
-    def find(cls, python: str | os.PathLike[str] | None) -> Target:
+    def find(
+        cls, python: str | os.PathLike[str] | None, *, env: Mapping[str, str] | None = None
+    ) -> Target:
         """The target a command means: *python* when given (a path, a venv folder or a
-        name on PATH), else the interpreter running kmx-tune. Raises TargetError with
-        what to do when it is unusable."""
+        name on PATH), else the active virtual or conda environment, else `python` on
+        PATH, never kmx-tune's own environment unless it has Keras or MXNet
+        (:func:`find_default`, which reads *env*). Raises TargetError (NoTargetError
+        when there is none) with what to do."""
         if python is None:
-            return cls(sys.executable, chosen_by="the Python running kmx-tune")
+            return find_default(env)
         return cls(resolve_python(python))
 
     def facts(self, *, deep: bool = False, env: Mapping[str, str] | None = None) -> TargetInfo:
         """What the target has installed; *deep* also imports mxnet and keras there.
-        *env*: the environment to run it with (default: this process's). Read once."""
+        *env*: the environment to run it with (default: this process's). Read once.
+        A default target that turns out to be kmx-tune's own environment (a pyenv shim
+        for `python`, say) raises NoTargetError, as find_default would have."""
         if deep not in self._facts or env is not None:
-            raw = self.run_json("kmx_env_facts.py", ["--deep"] if deep else [], env=env)
-            self._facts[deep] = facts_from_json(self.python, raw)
+            raw = self.run_json(
+                "kmx_env_facts.py", ["--deep"] if deep else [], env=env, schema=FACTS_SCHEMA
+            )
+            info = facts_from_json(self.python, raw)
+            if (
+                self.is_default
+                and _same_path(info.prefix, sys.prefix)
+                and not _has_keras_or_mxnet([d.name for d in info.distributions.values()])
+            ):
+                raise NoTargetError(
+                    [*self.passed_over, f"{self.chosen_by} ({self.python}) is {OWN}"]
+                )
+            self._facts[deep] = info
         return self._facts[deep]
 
     def run_script(
@@ -268,9 +556,10 @@ class Target:
         *,
         env: Mapping[str, str] | None = None,
         timeout: float = 120,
+        schema: str | None = None,
     ) -> dict[str, Any]:
-        """Run an in-target script and return the JSON object it prints."""
-        return run_in_target(self.python, script, args, env=env, timeout=timeout)
+        """Run an in-target script and return the JSON report it prints."""
+        return run_in_target(self.python, script, args, env=env, timeout=timeout, schema=schema)
 
     def pip(self, args: Sequence[str], out: IO[str] | None = None) -> PipRun:
         """Run the target's own pip (``PY -m pip ARGS``)."""
@@ -309,7 +598,110 @@ class RecordedTarget(Target):
         return dict(self.facts().distributions)
 
 
+_STR, _OPT_STR, _BOOL = (str,), (str, type(None)), (bool,)
+
+# The facts report, field by field: (name, types it may have, required). Checked before
+# it is read, so a target that prints something else of the right schema gets one line.
+_FACTS_FIELDS: tuple[tuple[str, tuple[type, ...], bool], ...] = (
+    ("executable", _STR, True),
+    ("version", (list,), True),
+    ("implementation", _STR, True),
+    ("platform", _STR, True),
+    ("machine", _STR, True),
+    ("prefix", _STR, True),
+    ("base_prefix", _STR, True),
+    ("distributions", (dict,), True),
+    ("pip_module", _BOOL, True),
+    ("keras", (dict,), True),
+    ("deep", (dict, type(None)), False),
+    ("sysconfig_platform", _OPT_STR, False),
+)
+_KERAS_FIELDS = (
+    ("module_path", _OPT_STR, True),
+    ("has_mxnet_backend", _BOOL, True),
+    ("mxnet_backend_file", _BOOL, False),
+)
+_DEEP_FIELDS = (
+    ("mxnet_version", _OPT_STR, False),
+    ("mxnet_import_error", _OPT_STR, False),
+    ("features", (dict, type(None)), False),
+    ("num_gpus", (int, type(None)), False),
+    ("keras_version", _OPT_STR, False),
+    ("keras_import_error", _OPT_STR, False),
+)
+
+
+def _fields_problem(
+    data: Mapping[str, Any], fields: Sequence[tuple[str, tuple[type, ...], bool]], prefix: str
+) -> str | None:
+    for name, kinds, required in fields:
+        if name not in data:
+            if required:
+                return f"field {prefix}{name!r} is missing"
+            continue
+        value = data[name]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            shown = json.dumps(value, default=str)[:40]
+            kinds_text = " or ".join(_KIND_NAMES[k] for k in kinds)
+            return f"field {prefix}{name!r} must be {kinds_text}, not {shown}"
+    return None
+
+
+_KIND_NAMES = {
+    str: "a string",
+    bool: "true or false",
+    int: "a whole number",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
+}
+
+
+def facts_problem(raw: Any) -> str | None:
+    """What is wrong with a facts report (the first problem), or None."""
+    if not isinstance(raw, Mapping):
+        return "it is not a JSON object"
+    problem = _fields_problem(raw, _FACTS_FIELDS, "")
+    if problem:
+        return problem
+    version = raw["version"]
+    if len(version) != 3 or not all(
+        isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1000 for n in version
+    ):
+        return f"field 'version' must be three whole numbers, not {json.dumps(version)[:40]}"
+    for key, dist in raw["distributions"].items():
+        where = f"distributions[{json.dumps(key)[:40]}]."
+        if not isinstance(dist, Mapping):
+            return f"field {where[:-1]!r} must be an object"
+        problem = _fields_problem(
+            dist, (("name", _STR, True), ("version", _STR, True), ("location", _STR, False)), where
+        )
+        if problem:
+            return problem
+    problem = _fields_problem(raw["keras"], _KERAS_FIELDS, "keras.")
+    if problem:
+        return problem
+    deep = raw.get("deep")
+    if deep:
+        problem = _fields_problem(deep, _DEEP_FIELDS, "deep.")
+        if problem:
+            return problem
+        features = deep.get("features") or {}
+        if not all(isinstance(v, bool) for v in features.values()):
+            return "field 'deep.features' must map names to true or false"
+    return None
+
+
 def facts_from_json(python: str, raw: Mapping[str, Any]) -> TargetInfo:
+    """The facts report (as kmx_env_facts.py prints it) as a TargetInfo. Raises
+    TargetError naming the first field that is missing or of the wrong kind."""
+    problem = facts_problem(raw)
+    if problem is not None:
+        raise TargetError(
+            f"{python}: printed a facts report kmx-tune cannot read ({problem}); check that "
+            "it is a plain Python 3.6+ interpreter (not a wrapper that prints its own JSON), "
+            "or give another with --python"
+        )
     dists = {
         key: Distribution(d["name"], d["version"], d.get("location", ""))
         for key, d in raw["distributions"].items()
@@ -326,21 +718,22 @@ def facts_from_json(python: str, raw: Mapping[str, Any]) -> TargetInfo:
             keras_import_error=deep.get("keras_import_error"),
         )
     version = raw["version"]
+    keras = raw["keras"]
     return TargetInfo(
         python=python,
         executable=raw["executable"],
-        version=(int(version[0]), int(version[1]), int(version[2])),
+        version=(version[0], version[1], version[2]),
         implementation=raw["implementation"],
         platform=raw["platform"],
         machine=raw["machine"],
         prefix=raw["prefix"],
         in_venv=raw["prefix"] != raw["base_prefix"],
         distributions=dists,
-        has_pip=bool(raw["pip_module"]),
+        has_pip=raw["pip_module"],
         keras=KerasFacts(
-            raw["keras"]["module_path"],
-            bool(raw["keras"]["has_mxnet_backend"]),
-            bool(raw["keras"].get("mxnet_backend_file", raw["keras"]["has_mxnet_backend"])),
+            keras["module_path"],
+            keras["has_mxnet_backend"],
+            keras.get("mxnet_backend_file", keras["has_mxnet_backend"]),
         ),
         runtime=runtime,
         sysconfig_platform=str(raw.get("sysconfig_platform") or ""),

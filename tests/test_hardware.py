@@ -4,6 +4,7 @@ on this machine, which has no NVIDIA driver."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -383,7 +384,8 @@ def test_wrong_fields_are_named_and_say_what_to_do(
 def test_a_folder_is_refused_in_one_line_by_every_command(tmp_path: Path) -> None:
     from tests.cli import kmx
 
-    for command in (["probe"], ["doctor"], ["install-mxnet", "--dry-run"]):
+    install = ["install-mxnet", "--dry-run", "--python", sys.executable]
+    for command in (["probe"], ["doctor"], install):
         result = kmx(*command, "--hardware", str(tmp_path))
         assert result.exit_code == 2
         assert result.output.count("Error:") == 1 and "Usage:" not in result.output
