@@ -243,11 +243,13 @@ def _plain(word: str) -> bool:
 
 @dataclass(frozen=True)
 class Route:
-    """How to get an environment where keras-mxnet runs: the command (None when
-    there is no Python to make it with) and what it rests on."""
+    """How to get an environment where keras-mxnet runs: the command, what it rests
+    on, and whether it is a command at all (with no Python 3.6-3.9 and no uv, pyenv or
+    conda here, it is what to install first, in words)."""
 
-    fix: str | None
+    fix: str
     detail: str
+    runnable: bool = True
 
 
 def keras_venv_route(
@@ -257,14 +259,15 @@ def keras_venv_route(
 ) -> Route:
     """The one command that makes ``~/venvs/keras-mxnet`` with keras-mxnet and the
     recommended MXNet (*requirements*) and checks it, with *interpreter*; without one,
-    the command that gets a Python 3.9 too (uv, pyenv or conda, whichever is here)."""
+    the command that gets a Python 3.9 too (uv, pyenv or conda, whichever is here), or
+    else what to install."""
     env = os.environ if env is None else env
     pip = f"{VENV}/bin/python -m pip install {_q([KERAS_MXNET, *requirements])}"
     check = f"kmx-tune doctor --python {VENV}/bin/python"
     if interpreter is not None:
         return Route(
             f"{_q([interpreter.path])} -m venv {VENV} && {pip} && {check}",
-            f"keras-mxnet needs Python 3.6-3.9: found {interpreter.describe()}",
+            f"found {interpreter.describe()}",
         )
     looked = "no Python 3.6-3.9 that can make a venv found on PATH, in pyenv, uv or conda"
     path = env.get("PATH", "")
@@ -285,9 +288,10 @@ def keras_venv_route(
             f"{looked}; conda installs Python 3.9 into the new environment",
         )
     return Route(
-        None,
-        f"{looked}; install Python 3.9 (uv: `uv python install 3.9`, pyenv, conda, or your "
+        "install Python 3.9 (with uv: `uv python install 3.9`; or pyenv, conda, or your "
         "system's python3.9 and python3.9-venv packages), then run kmx-tune doctor again",
+        looked,
+        runnable=False,
     )
 
 

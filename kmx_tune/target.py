@@ -201,14 +201,15 @@ def _own_has_keras_or_mxnet() -> bool:
     return _has_keras_or_mxnet([d.metadata["Name"] or "" for d in distributions()])
 
 
-OWN = "kmx-tune's own environment, with neither Keras nor MXNet"
+OWN = "kmx-tune's own environment (no Keras or MXNet in it)"
 
 
 def find_default(env: Mapping[str, str] | None = None) -> Target:
     """The target a command means without --python, as pip-like tools choose: the
     active virtual environment ($VIRTUAL_ENV), else the active conda environment
     ($CONDA_PREFIX), else `python` (or `python3`) on PATH. kmx-tune's own environment
-    is passed over unless it has Keras or MXNet in it. Raises NoTargetError."""
+    is passed over unless it has Keras or MXNet in it. With none of them, a
+    MissingTarget."""
     env = os.environ if env is None else env
     looked_at: list[str] = []
     own_is_training: bool | None = None
@@ -235,15 +236,16 @@ def find_default(env: Mapping[str, str] | None = None) -> Target:
             looked_at.append(f"{var}={prefix} is {OWN}")
         else:
             return Target(python, chosen_by=f"{what} (${var})", passed_over=looked_at)
-    for name in ("python", "python3"):
-        found = shutil.which(name, path=env.get("PATH", os.defpath))
+    path = env.get("PATH", os.defpath)
+    for name in ("python", "python3"):  # python3 where there is no `python` (Debian)
+        found = shutil.which(name, path=path)
         if found is None:
             continue
         if own(Path(found).parent.parent):
             looked_at.append(f"`{name}` on PATH ({found}) is {OWN}")
-            continue
-        return Target(found, chosen_by=f"`{name}` on PATH", passed_over=looked_at)
-    raise NoTargetError(looked_at)
+            break
+        return Target(found, chosen_by=f"the `{name}` on PATH", passed_over=looked_at)
+    return MissingTarget(NoTargetError(looked_at))
 
 
 # ------------------------------------------------------- running in the target
@@ -491,10 +493,15 @@ class Target:
     def __init__(
         self, python: str, *, chosen_by: str = "--python", passed_over: Sequence[str] = ()
     ) -> None:
-        self.python = python  # the interpreter, as a path that runs it
+        self._python = python
         self.chosen_by = chosen_by  # why this one: "--python", "the active virtual ...", ...
         self.passed_over = tuple(passed_over)  # defaults considered first, and why not
         self._facts: dict[bool, TargetInfo] = {}
+
+    @property
+    def python(self) -> str:
+        """The interpreter, as a path that runs it."""
+        return self._python
 
     @property
     def is_default(self) -> bool:
@@ -508,8 +515,10 @@ class Target:
         """The target a command means: *python* when given (a path, a venv folder or a
         name on PATH), else the active virtual or conda environment, else `python` on
         PATH, never kmx-tune's own environment unless it has Keras or MXNet
-        (:func:`find_default`, which reads *env*). Raises TargetError (NoTargetError
-        when there is none) with what to do."""
+        (:func:`find_default`, which reads *env*). Raises TargetError with what to do
+        when *python* is unusable; when there is no default, the :class:`MissingTarget`
+        returned raises NoTargetError where it is first used, so that a command's
+        other arguments are checked first."""
         if python is None:
             return find_default(env)
         return cls(resolve_python(python))
@@ -568,6 +577,22 @@ class Target:
     def pip_list(self) -> dict[str, Distribution]:
         """What the target's pip lists as installed, by normalized name."""
         return pip_list(self.python)
+
+
+class MissingTarget(Target):
+    """No --python and no default (see :func:`find_default`): using it in any way
+    raises the NoTargetError that says why and what to do."""
+
+    def __init__(self, error: NoTargetError) -> None:
+        super().__init__("", chosen_by="nothing", passed_over=error.looked_at)
+        self.error = error
+
+    @property
+    def python(self) -> str:
+        raise self.error
+
+    def facts(self, *, deep: bool = False, env: Mapping[str, str] | None = None) -> TargetInfo:
+        raise self.error
 
 
 class RecordedTarget(Target):
