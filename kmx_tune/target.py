@@ -662,13 +662,13 @@ def _fields_problem(
     for name, kinds, required in fields:
         if name not in data:
             if required:
-                return f"field {prefix}{name!r} is missing"
+                return f"field '{prefix}{name}' is missing"
             continue
         value = data[name]
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             shown = json.dumps(value, default=str)[:40]
             kinds_text = " or ".join(_KIND_NAMES[k] for k in kinds)
-            return f"field {prefix}{name!r} must be {kinds_text}, not {shown}"
+            return f"field '{prefix}{name}' must be {kinds_text}, not {shown}"
     return None
 
 
