@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -195,10 +196,19 @@ def _has_keras_or_mxnet(names: Sequence[str]) -> bool:
 
 def _own_has_keras_or_mxnet() -> bool:
     """Whether the environment running kmx-tune has Keras or an MXNet flavor: then it
-    is a training environment too (kmx-tune installed into it), not only kmx-tune's."""
-    from importlib.metadata import distributions
-
-    return _has_keras_or_mxnet([d.metadata["Name"] or "" for d in distributions()])
+    is a training environment too (kmx-tune installed into it), not only kmx-tune's.
+    Read from the names of the metadata folders (NAME-VERSION.dist-info), which is all
+    it takes and costs a directory listing, not a parse of every METADATA file."""
+    names: list[str] = []
+    for entry in sys.path:
+        try:
+            items = os.listdir(entry or os.curdir)
+        except OSError:
+            continue
+        names += [
+            item.split("-", 1)[0] for item in items if item.endswith((".dist-info", ".egg-info"))
+        ]
+    return _has_keras_or_mxnet(names)
 
 
 OWN = "kmx-tune's own environment (no Keras or MXNet in it)"
@@ -451,8 +461,8 @@ def _too_old_next_step(why: str) -> str:
             f"--python {VENV}/bin/python"
         )
     return (
-        f"; make a venv with {found.describe()}: `{found.path} -m venv {VENV}`, and give "
-        f"--python {VENV}/bin/python"
+        f"; for keras-mxnet make a venv with Python {found.version_str} ({found.source}): "
+        f"`{shlex.quote(found.path)} -m venv {VENV}`, then give --python {VENV}/bin/python"
     )
 
 
