@@ -19,10 +19,10 @@ from kmx_tune.target import (
     MissingTarget,
     NoTargetError,
     Target,
-    _has_keras_or_mxnet,
     resolve_python,
     run_script,
 )
+from kmx_tune.target.choose import _has_keras_or_mxnet
 from tests.venvs import make_venv
 
 
