@@ -357,6 +357,8 @@ def test_omp_threads_unset_uses_physical_cores_of_the_profile(tmp_path: Path) ->
     f = find(run(target(MX, NP_OK), H100, home=tmp_path, from_file=True), "env.OMP_NUM_THREADS")
     assert f.status == "warn" and f.fix == "export OMP_NUM_THREADS=16"
     assert "16 physical cores" in f.detail and "profile " in f.detail
+    # what unset means: MXNet halves the CPUs on x86 (src/engine/openmp.cc)
+    assert "unset, MXNet runs 8 OpenMP thread(s)" in f.detail
 
 
 @pytest.mark.parametrize(

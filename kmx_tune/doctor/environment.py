@@ -103,6 +103,22 @@ def check_environment(
     )
 
 
+# MXNet 1.x's src/engine/openmp.cc: without OMP_NUM_THREADS (or MXNET_OMP_MAX_THREADS) it
+# sets omp_get_num_procs() threads, halved on x86 (it takes every other CPU for a
+# hyperthread). On this project's 2-CPU VM, 2 threads instead of that 1 trained a CNN
+# 1.7x faster at load 1-2 (../shared/reports/new-user-run-2026-11-30.md) and 2.6x slower
+# at load 10 (benchmarks/bench_slow_to_fast.py): OpenMP threads spin while they wait.
+_DEFAULT_RULE = "half the CPUs it may use, on x86: src/engine/openmp.cc"
+_SHARED = "with other jobs on these CPUs, fewer threads can be faster"
+
+
+def mxnet_default_threads(ctx: MachineContext) -> int:
+    """The OpenMP threads MXNet runs when OMP_NUM_THREADS is not set."""
+    cpu = ctx.hw.cpu
+    procs = cpu.usable_cores or cpu.logical_cores
+    return max(1, procs // 2 if ctx.hw.arch == "x86_64" else procs)
+
+
 def check_omp_threads(ctx: MachineContext) -> Iterator[Finding]:
     cpu = ctx.hw.cpu
     cores = cpu.effective_cores
@@ -120,7 +136,9 @@ def check_omp_threads(ctx: MachineContext) -> Iterator[Finding]:
             "env.OMP_NUM_THREADS",
             WARN,
             "OMP_NUM_THREADS is not set",
-            f"{detected}; {guide}",
+            f"{detected}; unset, MXNet runs {mxnet_default_threads(ctx)} OpenMP thread(s) "
+            f"({_DEFAULT_RULE if ctx.hw.arch == 'x86_64' else 'one per CPU it may use'}); "
+            f"{guide}; {_SHARED}",
             fix,
         )
         return
