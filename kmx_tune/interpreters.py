@@ -7,11 +7,14 @@ Advice only: nothing here changes anything. A candidate is named only after it r
 (``-c``) and showed that it has ``venv`` and ``ensurepip`` (Debian's python3.X without
 python3.X-venv cannot make a venv with pip). Candidates are found from paths, without
 running them, and then tried best first until one works, so a doctor run pays for one
-short process, and only when its advice needs an interpreter.
+short process, only when its advice needs an interpreter, and only the first time: the
+answer is cached per interpreter file (its size and modification time).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shlex
@@ -218,10 +221,60 @@ def probe(path: str) -> tuple[int, int, int] | None:
     return int(found.group(1)), int(found.group(2)), int(found.group(3))
 
 
+CACHE_SCHEMA = "kmx-tune/interpreters/1"
+
+
+def _identity(path: str) -> str | None:
+    """What a cached answer for *path* is valid for: the file it resolves to, its size
+    and modification time (a reinstalled or upgraded Python is tried again)."""
+    try:
+        real = os.path.realpath(path)
+        info = os.stat(real)
+    except OSError:
+        return None
+    return f"{real}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def probe_cached(path: str) -> tuple[int, int, int] | None:
+    """:func:`probe`, remembered in the cache folder (``interpreters.json``) per
+    interpreter file, so a warm doctor run starts no process for it. Only a working
+    interpreter is remembered."""
+    from kmx_tune.hardware.cpu import cache_dir
+
+    identity = _identity(path)
+    if identity is None:
+        return None
+    cache = cache_dir() / "interpreters.json"
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        data = {}
+    known = data.get("interpreters") if isinstance(data, dict) else None
+    known = known if isinstance(known, dict) and data.get("schema") == CACHE_SCHEMA else {}
+    answer = known.get(identity)
+    if (
+        isinstance(answer, list)
+        and len(answer) == 3
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in answer)
+    ):
+        return answer[0], answer[1], answer[2]
+    version = probe(path)
+    if version is None:
+        return None  # not remembered: installing python3.X-venv, say, makes it usable
+    known = {**known, identity: list(version)}
+    with contextlib.suppress(OSError):  # a cache that cannot be written is not used
+        from kmx_tune.fsio import atomic_write
+
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"schema": CACHE_SCHEMA, "interpreters": known})
+        atomic_write(cache, text.encode("utf-8"))
+    return version
+
+
 def find_keras_python(
     env: Mapping[str, str] | None = None,
     *,
-    run: Callable[[str], tuple[int, int, int] | None] = probe,
+    run: Callable[[str], tuple[int, int, int] | None] = probe_cached,
 ) -> Interpreter | None:
     """The best Python 3.6 to 3.9 on this machine that works and can make a venv with
     pip, or None. *run*: how a candidate is tried (tests may record answers)."""

@@ -3,6 +3,7 @@ machine), laid out the way PATH, pyenv, uv and conda keep them."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -122,3 +123,32 @@ def test_environments_with_keras_mxnet_are_found_by_their_files(tmp_path: Path) 
     found = find_keras_environments(env, cwd=tmp_path)
     assert found == [str(venv / "bin" / "python")]
     assert os.access(found[0], os.X_OK)
+
+
+def test_a_working_interpreter_is_remembered_and_tried_again_when_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm doctor run starts no process for the finder; a changed file is tried again."""
+    import kmx_tune.interpreters as interpreters
+
+    py38 = pyenv_python("3.8")
+    runs: list[str] = []
+
+    def counting(path: str) -> tuple[int, int, int] | None:
+        runs.append(path)
+        return probe(path)
+
+    monkeypatch.setattr(interpreters, "probe", counting)
+    wrapper = tmp_path / "bin" / "python3.8"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nexec {py38} "$@"\n')
+    wrapper.chmod(0o755)
+    first = interpreters.probe_cached(str(wrapper))
+    again = interpreters.probe_cached(str(wrapper))
+    assert first == again and first is not None and first[:2] == (3, 8)
+    assert len(runs) == 1
+    wrapper.write_text(f'#!/bin/sh\n# changed\nexec {py38} "$@"\n')
+    interpreters.probe_cached(str(wrapper))
+    assert len(runs) == 2
+    cache = Path(os.environ["XDG_CACHE_HOME"]) / "kmx-tune" / "interpreters.json"
+    assert json.loads(cache.read_text())["schema"] == "kmx-tune/interpreters/1"

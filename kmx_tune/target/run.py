@@ -12,14 +12,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import selectors
 import shlex
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from kmx_tune.errors import KmxError, TargetError
 
@@ -27,40 +27,7 @@ IN_TARGET_DIR = Path(__file__).resolve().parent.parent / "_in_target"
 
 OUTPUT_LIMIT = 16 * 1024 * 1024  # bytes a target may print on each stream
 _EXIT_GRACE_S = 1.0  # after the target exits, how long its leftovers may hold the pipes
-
-
-class _Reader(threading.Thread):
-    """Reads one pipe to its end, keeping at most *limit* bytes."""
-
-    def __init__(self, stream: IO[bytes], limit: int, changed: threading.Event) -> None:
-        super().__init__(daemon=True)
-        self.fd = stream.fileno()
-        self.limit = limit
-        self.changed = changed
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.overflow = False
-        self.done = False
-
-    def run(self) -> None:
-        try:
-            while True:
-                chunk = os.read(self.fd, 65536)
-                if not chunk:
-                    break
-                self.size += len(chunk)
-                if self.size > self.limit:
-                    self.overflow = True
-                    break
-                self.chunks.append(chunk)
-        except OSError:
-            pass
-        finally:
-            self.done = True
-            self.changed.set()
-
-    def text(self) -> str:
-        return b"".join(self.chunks).decode("utf-8", errors="replace")
+_POLL_S = 0.25  # while it runs, how often to look whether the target has exited
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -76,58 +43,44 @@ class _Stop(Exception):
         self.why = why
 
 
-def _close(proc: subprocess.Popen[bytes], readers: Sequence[_Reader]) -> None:
-    """Close the pipes once their readers are done. A reader still blocked (a process
-    that left the group holds the pipe) keeps its descriptor: closing it under a
-    read could hand the number to another file."""
-    for reader in readers:
-        reader.join(2)
-    if all(reader.done for reader in readers):
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
-def _collect(
-    proc: subprocess.Popen[bytes], timeout: float, limit: int, readers: list[_Reader]
-) -> tuple[_Reader, _Reader]:
-    """Wait for *proc* and read its output: until both pipes close, or until the
-    target has exited and its leftovers have held the pipes for a moment longer.
-    Raises _Stop("timeout") or _Stop("stdout"/"stderr") (printed more than *limit*).
-    The readers started are added to *readers*."""
+def _collect(proc: subprocess.Popen[bytes], timeout: float, limit: int) -> tuple[str, str]:
+    """Read *proc*'s stdout and stderr until both close, or until the target has exited
+    and a process it left behind has held them for a moment longer. One thread, one
+    selector, as ``communicate`` does, with a bound: raises _Stop("timeout"), or
+    _Stop("stdout"/"stderr") past *limit* bytes."""
     assert proc.stdout is not None and proc.stderr is not None
-    changed = threading.Event()
-    out, err = _Reader(proc.stdout, limit, changed), _Reader(proc.stderr, limit, changed)
-    readers += [out, err]
-    out.start()
-    err.start()
-
-    def wait() -> None:
-        with contextlib.suppress(Exception):
-            proc.wait()
-        changed.set()
-
-    threading.Thread(target=wait, daemon=True).start()
+    streams = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
+    data: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
     deadline = time.monotonic() + timeout
     exited_at: float | None = None
-    while True:
-        for name, reader in (("stdout", out), ("stderr", err)):
-            if reader.overflow:
-                raise _Stop(name)
-        now = time.monotonic()
-        if proc.returncode is not None:
-            if out.done and err.done:
-                return out, err
-            exited_at = now if exited_at is None else exited_at
-            if now - exited_at >= _EXIT_GRACE_S:
-                return out, err  # a process it left behind holds the pipes
-        if now >= deadline:
-            raise _Stop("timeout")
-        wait_for = deadline - now
-        if exited_at is not None:
-            wait_for = min(wait_for, exited_at + _EXIT_GRACE_S - now)
-        changed.wait(max(wait_for, 0.0))
-        changed.clear()
+    with selectors.DefaultSelector() as selector:
+        for fd in streams:
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            now = time.monotonic()
+            if now >= deadline:
+                raise _Stop("timeout")
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None and now - exited_at >= _EXIT_GRACE_S:
+                break  # a process the target left behind holds the pipes
+            # wake up now and then while the target runs, to notice that it has exited
+            wait = min(deadline - now, _POLL_S)
+            if exited_at is not None:
+                wait = min(wait, exited_at + _EXIT_GRACE_S - now)
+            for key, _ in selector.select(max(wait, 0.0)):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fd)
+                    continue
+                name = streams[key.fd]
+                data[name] += chunk
+                if len(data[name]) > limit:
+                    raise _Stop(name)
+    return (
+        data["stdout"].decode("utf-8", errors="replace"),
+        data["stderr"].decode("utf-8", errors="replace"),
+    )
 
 
 def run_script(
@@ -164,13 +117,14 @@ def run_script(
             f"{python}: cannot run it ({exc.strerror or exc}); give the path of a Python 3.6+ "
             "interpreter with --python"
         ) from None
-    readers: list[_Reader] = []
     try:
         try:
-            out, err = _collect(proc, timeout, output_limit, readers)
+            out, err = _collect(proc, timeout, output_limit)
         finally:
             _kill_group(proc)
-            _close(proc, readers)
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
     except _Stop as stop:
         if stop.why == "timeout":
             raise KmxError(
@@ -183,7 +137,7 @@ def run_script(
             "and was stopped; check what its site-packages or PYTHONSTARTUP print, or give "
             "another interpreter with --python"
         ) from None
-    return subprocess.CompletedProcess(cmd, proc.returncode, out.text(), err.text())
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def failure_tail(proc: subprocess.CompletedProcess[str]) -> str:
