@@ -9,7 +9,11 @@
 3. a target that floods stdout (``yes``): peak memory of a process that runs it through
    ``run_script`` (stops at 16 MiB) against the baseline stopped by a 0.5 s timeout.
 
-    python benchmarks/bench_target.py -n 21
+4. with ``--against TREE`` (another checkout of kmx-tune, e.g. ``git worktree add
+   /tmp/base main``): a warm ``kmx-tune doctor --python PY`` from each tree, alternating,
+   as fresh processes; per-pair ratio this tree / TREE.
+
+    python benchmarks/bench_target.py -n 21 --against /tmp/base
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default=sys.executable, help="the target interpreter")
     parser.add_argument("-n", "--repeat", type=int, default=21)
+    parser.add_argument("--against", metavar="TREE", help="another checkout to compare doctor with")
     opts = parser.parse_args()
     load = os.getloadavg()[0]
 
@@ -116,7 +121,42 @@ def main() -> int:
                 f"({proc.stderr.strip()})"
             )
     _ = resource  # the child processes report their own peak RSS
+    if opts.against:
+        compare_doctor(Path(opts.against), opts.python, opts.repeat)
     return 0
+
+
+def compare_doctor(base_tree: Path, python: str, repeat: int) -> None:
+    """A warm `kmx-tune doctor --python PY`, this tree against *base_tree*, alternating."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "KMX_TUNE_CACHE_DIR": cache}
+
+        def run(tree: Path) -> float:
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "kmx_tune", "doctor", "--python", python],
+                env={**env, "PYTHONPATH": str(tree)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=tempfile.gettempdir(),
+                check=False,
+            )
+            return time.perf_counter() - start
+
+        run(base_tree), run(ROOT)  # warm the caches (CPU facts, the finder)
+        base_t: list[float] = []
+        ours: list[float] = []
+        for i in range(repeat):
+            order = [(base_tree, base_t), (ROOT, ours)]
+            for tree, into in order if i % 2 == 0 else reversed(order):
+                into.append(run(tree))
+    ratios = [o / b for o, b in zip(ours, base_t)]
+    q = statistics.quantiles(ratios, n=4)
+    print(
+        f"warm doctor --python {python}: {base_tree} {statistics.median(base_t):.3f} s, "
+        f"this tree {statistics.median(ours):.3f} s; ratio {statistics.median(ratios):.2f} "
+        f"(IQR {q[0]:.2f}-{q[2]:.2f}); load {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":
