@@ -15,6 +15,7 @@ import pytest
 
 from kmx_tune import keras_config
 from kmx_tune.doctor import SCHEMA, Finding, Report, diagnose, diagnose_machine
+from kmx_tune.doctor.fix import FixPlan, plan_fixes
 from kmx_tune.hardware import HardwareProfile, load_profile
 from kmx_tune.interpreters import Interpreter
 from kmx_tune.target import RecordedTarget, TargetInfo
@@ -663,3 +664,56 @@ def test_with_no_environment_chosen_it_points_at_one_with_keras_mxnet(tmp_path: 
     f = find(report, "environment")
     assert f.fix == "kmx-tune doctor --python /home/me/venvs/kvenv/bin/python"
     assert "found keras-mxnet in /home/me/venvs/kvenv/bin/python, /home/me/.pyenv" in f.detail
+
+
+# ------------------------------------------------------------ doctor --fix: the plan
+
+
+def _plan(report: Report, tmp_path: Path) -> FixPlan:
+    return plan_fixes(report, tmp_path / "env.sh")
+
+
+def test_fix_plan_removes_a_second_flavor_through_install_mxnet_alone(tmp_path: Path) -> None:
+    """`pip uninstall -y A B && kmx-tune install-mxnet`: install-mxnet removes every other
+    flavor itself, with a way back; an uninstall run before it would have none."""
+    report = run(target(MX, ("mxnet-cu117", "1.9.1"), ("numpy", "1.24.4")), home=tmp_path)
+    plan = _plan(report, tmp_path)
+    kinds = [a.kind for a in plan.actions]
+    assert kinds.count("install-mxnet") == 1 and "numpy" not in kinds  # it pins numpy too
+    assert not any("uninstall" in a.command for a in plan.actions)
+    install = next(a for a in plan.actions if a.kind == "install-mxnet")
+    assert install.command == f"kmx-tune install-mxnet --python {PY}"
+    assert "mxnet" in install.findings
+
+
+def test_fix_plan_order_and_what_is_left_to_the_user(tmp_path: Path) -> None:
+    t = target(
+        ("pip", "18.1"),
+        MX,
+        ("numpy", "1.24.4"),
+        ("keras-mxnet", "2.2.4.3"),
+        ("keras", "2.2.4"),
+        keras=KERAS_OK,
+        python=(3, 6, 15),
+    )
+    env = {"MXNET_SUBGRAPH_BACKEND": "NONE"}
+    report = run(t, env=env, home=_home_with(tmp_path, None, "{bad json"))
+    plan = _plan(report, tmp_path)
+    # pip itself first, keras-mxnet's fix before the numpy pin, the variables last
+    assert [a.kind for a in plan.actions] == ["pip-itself", "pip", "pip", "numpy", "env", "env"]
+    assert plan.actions[0].command == f"{PY} -m pip install --upgrade 'pip<22'"
+    assert plan.actions[1].command == f"{PY} -m pip uninstall -y keras"
+    assert [a.args for a in plan.env_actions] == [
+        ("export", "OMP_NUM_THREADS", "2"),
+        ("unset", "MXNET_SUBGRAPH_BACKEND"),
+    ]
+    skipped = {s.finding: s.why for s in plan.skipped}
+    assert skipped["keras.json"].startswith("replaces keras.json content")
+
+
+def test_fix_plan_never_applies_the_venv_route(tmp_path: Path) -> None:
+    report = run(target(python=(3, 11, 7)), home=tmp_path)
+    plan = _plan(report, tmp_path)
+    assert not any(a.kind == "install-mxnet" for a in plan.actions)
+    assert {s.why for s in plan.skipped} == {"makes a new environment: run it yourself"}
+    assert {s.finding for s in plan.skipped} == {"python", "mxnet", "keras"}
