@@ -717,3 +717,20 @@ def test_fix_plan_never_applies_the_venv_route(tmp_path: Path) -> None:
     assert not any(a.kind == "install-mxnet" for a in plan.actions)
     assert {s.why for s in plan.skipped} == {"makes a new environment: run it yourself"}
     assert {s.finding for s in plan.skipped} == {"python", "mxnet", "keras"}
+
+
+def test_fix_plan_keeps_install_mxnet_options_it_knows_and_leaves_others(tmp_path: Path) -> None:
+    from kmx_tune.doctor.fix import _parse
+
+    known = _parse(
+        ["kmx-tune", "install-mxnet", "--python", PY, "--flavor", "mxnet-cu112", "--version",
+         "1.9.1", "--cuda-libs", "pip", "--cpu"],
+        PY,
+    )  # fmt: skip
+    assert not isinstance(known, str) and known.kind == "install-mxnet"
+    assert known.args == ("--flavor", "mxnet-cu112", "--version", "1.9.1", "--cuda-libs", "pip",
+                          "--cpu")  # fmt: skip
+    unknown = _parse(["kmx-tune", "install-mxnet", "--python", PY, "--frobnicate"], PY)
+    assert isinstance(unknown, str)
+    other = _parse(["kmx-tune", "install-mxnet", "--python", "/other/python"], PY)
+    assert isinstance(other, str)  # a fix for another interpreter is not this target's

@@ -149,6 +149,23 @@ def _pip_kind(args: Sequence[str]) -> str | None:
     return None
 
 
+# install-mxnet's options that a doctor fix may carry, and whether each takes a value
+_INSTALL_OPTIONS = {"--hardware": True, "--flavor": True, "--version": True, "--cuda-libs": True,
+                    "--cpu": False}  # fmt: skip
+
+
+def _install_options(words: Sequence[str]) -> tuple[str, ...] | None:
+    """The install-mxnet options after --python, checked against the ones known; None
+    when there is one that is not (then the fix is left to the user)."""
+    i = 0
+    while i < len(words):
+        takes_value = _INSTALL_OPTIONS.get(words[i])
+        if takes_value is None or (takes_value and i + 1 >= len(words)):
+            return None
+        i += 2 if takes_value else 1
+    return tuple(words)
+
+
 def _parse(words: Sequence[str], python: str | None) -> Action | str:
     """An Action for one command (a list of words), or why it is not applied."""
     if python is not None and len(words) >= 3 and words[0] == python and words[1] == "-m":
@@ -158,10 +175,10 @@ def _parse(words: Sequence[str], python: str | None) -> Action | str:
                 return Action(kind, shlex.join(words), (), tuple(words[3:]))
         if list(words[2:]) == ["ensurepip", "--upgrade"]:
             return Action("ensurepip", shlex.join(words), ())
-    if words[:2] == ["kmx-tune", "install-mxnet"]:
-        rest = list(words[2:])
-        if rest[:2] == ["--python", python] and (len(rest) == 2 or rest[2] == "--hardware"):
-            return Action("install-mxnet", shlex.join(words), ())
+    if words[:2] == ["kmx-tune", "install-mxnet"] and list(words[2:4]) == ["--python", python]:
+        options = _install_options(words[4:])
+        if options is not None:
+            return Action("install-mxnet", shlex.join(words), (), options)
     if list(words) == ["kmx-tune", "set-format", "channels_first"]:
         return Action("set-format", shlex.join(words), ())
     if len(words) == 2 and words[0] == "export":
@@ -369,7 +386,20 @@ def _install_mxnet(
     from kmx_tune.target import Target
 
     assert plan.python is not None
-    result = install_mxnet(Target(plan.python), hw, Request(), PipOptions(), out=out, log=log)
+    given: dict[str, str] = {}
+    words = list(action.args)
+    while words:
+        name = words.pop(0)
+        if _INSTALL_OPTIONS[name]:
+            given[name] = words.pop(0)
+    request = Request(
+        flavor=given.get("--flavor"),
+        version=given.get("--version"),
+        cpu_only="--cpu" in action.args,
+        cuda_libs=given.get("--cuda-libs", "auto"),
+    )
+    # --hardware names the profile doctor was given: *hw* is that profile
+    result = install_mxnet(Target(plan.python), hw, request, PipOptions(), out=out, log=log)
     if isinstance(result, PlanResult):  # not a dry run: cannot happen
         return Outcome(action, False, "nothing was installed")
     if result.outcome == "installed":
