@@ -44,7 +44,6 @@ from kmx_tune.doctor.model import (
 from kmx_tune.doctor.mxnet import check_mxnet_flavor, check_mxnet_runtime, check_numpy
 from kmx_tune.flavors import recommend
 from kmx_tune.hardware import HardwareProfile, get_hardware
-from kmx_tune.interpreters import find_keras_environments
 from kmx_tune.target import MissingTarget, NoTargetError, Target, TargetInfo
 
 if TYPE_CHECKING:
@@ -139,7 +138,12 @@ def diagnose_machine(
     state = keras_json if keras_json is not None else keras_config.read(env=env)
     rec = recommend(hw)
     ctx = MachineContext(hw=hw, rec=rec, keras_json=state, env=env, find_keras_python=keras_python)
-    found = (keras_environments or (lambda: find_keras_environments(env)))()
+    if keras_environments is None:
+        from kmx_tune.interpreters import find_keras_environments
+
+        found = find_keras_environments(env)
+    else:
+        found = keras_environments()
     findings = (check_environment(ctx, looked_at, found),) + tuple(
         f for check in MACHINE_CHECKS for f in check(ctx)
     )
