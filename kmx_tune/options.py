@@ -4,9 +4,12 @@ text: ``--python``, ``--hardware``, ``--json`` and ``--dry-run``."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from kmx_tune.target import Target
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,8 +33,26 @@ def python_option(f: F) -> F:
         "python",
         metavar="PATH",
         help="The Python environment to work on: an interpreter, a venv folder, or a name "
-        "on PATH. Default: the one running kmx-tune.",
+        "on PATH. Default: the active virtual environment ($VIRTUAL_ENV), else the active "
+        "conda environment ($CONDA_PREFIX), else `python` on PATH; kmx-tune's own "
+        "environment only when it has Keras or MXNet.",
     )(f)
+
+
+def find_target(python: str | None) -> Target:
+    """The target of a command taking --python (:meth:`Target.find`). A default one is
+    named on stderr with why it was chosen, before the command's own output."""
+    from kmx_tune.render import console, plain
+    from kmx_tune.target import MissingTarget
+    from kmx_tune.target import Target as _Target
+
+    target = _Target.find(python)
+    if target.is_default and not isinstance(target, MissingTarget):
+        console(stderr=True).print(
+            f"[dim]Python environment: {plain(target.python)} ({plain(target.chosen_by)}; "
+            "--python names another)[/dim]"
+        )
+    return target
 
 
 def hardware_option(f: F) -> F:

@@ -31,6 +31,9 @@ _ENV_TO_CLEAR = [
     "MXNET_SUBGRAPH_BACKEND",
     "MXNET_PROFILER_AUTOSTART",
     "KMX_TUNE_CACHE_DIR",
+    # the default --python target comes from these: tests that rely on it set them
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
 ]
 
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +176,7 @@ def fake_model_file(path: Path, *, weights_only: bool = False) -> None:
 def test_target_without_keras_is_one_line(tmp_path: Path) -> None:
     src = tmp_path / "m.h5"
     fake_model_file(src)
-    r = kmx("convert", str(src))  # the default target: kmx-tune's own Python, no Keras
+    r = kmx("convert", str(src), "--python", sys.executable)  # kmx-tune's own: no Keras
     assert r.exit_code == 2 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and "Keras does not import in" in r.stderr
     assert "--python" in r.stderr

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 from kmx_tune import keras_config
-from kmx_tune.doctor import SCHEMA, Finding, Report, diagnose
+from kmx_tune.doctor import SCHEMA, Finding, Report, diagnose, diagnose_machine
+from kmx_tune.doctor.fix import FixPlan, plan_fixes
 from kmx_tune.hardware import HardwareProfile, load_profile
+from kmx_tune.interpreters import Interpreter
 from kmx_tune.target import RecordedTarget, TargetInfo
 from tests.hwfakes import profile_path
 
@@ -62,6 +64,16 @@ def hw(name: str, *, from_file: bool = False) -> HardwareProfile:
     return profile if from_file else dataclasses.replace(profile, file=None, source="probed")
 
 
+# A Python for keras-mxnet, as the finder reports one (kmx_tune.interpreters; the real
+# finder runs in tests/test_interpreters.py and in the CLI tests).
+PY39 = Interpreter("/opt/pythons/3.9.18/bin/python3.9", (3, 9, 18), "pyenv")
+ROUTE = (
+    "/opt/pythons/3.9.18/bin/python3.9 -m venv ~/venvs/keras-mxnet && "
+    "~/venvs/keras-mxnet/bin/python -m pip install keras-mxnet==2.2.4.3 mxnet==1.9.1 "
+    "'numpy<1.24' && kmx-tune doctor --python ~/venvs/keras-mxnet/bin/python"
+)
+
+
 def run(
     t: TargetInfo,
     hardware: str = NO_GPU,
@@ -69,12 +81,20 @@ def run(
     home: Path | None = None,
     from_file: bool = False,
     strict: bool = False,
+    keras_python: Interpreter | None = PY39,
 ) -> Report:
     env = dict(env or {})
     if home is not None:
         env.setdefault("HOME", str(home))
     state = keras_config.read(env=env)
-    return diagnose(t, hw(hardware, from_file=from_file), env=env, keras_json=state, strict=strict)
+    return diagnose(
+        t,
+        hw(hardware, from_file=from_file),
+        env=env,
+        keras_json=state,
+        strict=strict,
+        keras_python=lambda: keras_python,
+    )
 
 
 def find(report: Report, id_: str) -> Finding:
@@ -187,9 +207,9 @@ def test_on_python_312_the_fixes_move_to_an_older_python(tmp_path: Path) -> None
     report = run(target(python=(3, 12, 1)), home=tmp_path)
     f = find(report, "mxnet")
     assert f.status == "fail" and "Python 3.12" in f.title
-    assert f.fix is not None and f.fix.startswith("python3.9 -m venv")
+    assert f.fix == ROUTE
     numpy = find(run(target(MX, ("numpy", "1.26.4"), python=(3, 12, 1)), home=tmp_path), "numpy")
-    assert numpy.fix is not None and numpy.fix.startswith("python3.9 -m venv")
+    assert numpy.fix == ROUTE
     assert "no wheel for Python 3.12" in numpy.detail
 
 
@@ -217,8 +237,8 @@ def test_keras_mxnet_fails_on_python_310_and_later(tmp_path: Path) -> None:
     assert f.status == "fail"
     assert f.title == "keras-mxnet 2.2.4.3 fails to import on Python 3.11"
     assert "from collections import Iterable" in f.detail
-    assert f.fix is not None and f.fix.startswith("python3.9 -m venv ~/venvs/keras-mxnet")
-    assert "keras-mxnet==2.2.4.3 mxnet==1.9.1 'numpy<1.24'" in f.fix
+    assert "found Python 3.9.18 at /opt/pythons/3.9.18/bin/python3.9 (pyenv)" in f.detail
+    assert f.fix == ROUTE
 
 
 def test_plain_keras_installed_over_keras_mxnet(tmp_path: Path) -> None:
@@ -338,6 +358,8 @@ def test_omp_threads_unset_uses_physical_cores_of_the_profile(tmp_path: Path) ->
     f = find(run(target(MX, NP_OK), H100, home=tmp_path, from_file=True), "env.OMP_NUM_THREADS")
     assert f.status == "warn" and f.fix == "export OMP_NUM_THREADS=16"
     assert "16 physical cores" in f.detail and "profile " in f.detail
+    # what unset means: MXNet halves the CPUs on x86 (src/engine/openmp.cc)
+    assert "unset, MXNet runs 8 OpenMP thread(s)" in f.detail
 
 
 @pytest.mark.parametrize(
@@ -519,3 +541,196 @@ def test_deep_keras_failure_with_plain_keras_installed_has_the_same_fix(tmp_path
     report = run(t, home=tmp_path)
     assert find(report, "keras.import").fix == find(report, "keras").fix
     assert f"{PY} -m pip uninstall -y keras" in (find(report, "keras.import").fix or "")
+
+
+# ------------------------------------------ the venv route, old pip, no environment (issue 15)
+
+
+def test_the_venv_route_names_the_python_found_not_a_guessed_command(tmp_path: Path) -> None:
+    """Issue 15 item 6: the fix hard-coded `python3.9 -m venv`, which is not on PATH on a
+    pyenv machine ("pyenv: python3.9: command not found")."""
+    py38 = Interpreter("/home/me/.pyenv/versions/3.8.18/bin/python3.8", (3, 8, 18), "pyenv")
+    t = target(MX, NP_OK, ("keras-mxnet", "2.2.4.3"), keras=KERAS_OK, python=(3, 11, 7))
+    f = find(run(t, home=tmp_path, keras_python=py38), "keras.python")
+    assert f.fix is not None
+    assert f.fix.startswith("/home/me/.pyenv/versions/3.8.18/bin/python3.8 -m venv ")
+    assert "python3.9 -m venv" not in f.fix
+
+
+@pytest.mark.parametrize(
+    ("tool", "start"),
+    [
+        ("uv", "uv venv --seed --python 3.9 ~/venvs/keras-mxnet && "),
+        ("pyenv", "pyenv install 3.9 && PYENV_VERSION=3.9 pyenv exec python -m venv "),
+        ("conda", "conda create -y -p ~/venvs/keras-mxnet python=3.9 pip && "),
+    ],
+)
+def test_without_a_python_for_keras_the_route_gets_one_first(
+    tmp_path: Path, tool: str, start: str
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / tool).write_text("#!/bin/sh\n")
+    (bin_dir / tool).chmod(0o755)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path)}
+    t = target(python=(3, 11, 7))
+    f = find(run(t, env=env, keras_python=None), "python")
+    assert f.fix is not None and f.fix.startswith(start)
+    assert f.fix.endswith("kmx-tune doctor --python ~/venvs/keras-mxnet/bin/python")
+
+
+def test_with_no_python_and_no_tool_it_says_what_to_install(tmp_path: Path) -> None:
+    env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}
+    f = find(run(target(python=(3, 11, 7)), env=env, keras_python=None), "python")
+    assert "no Python 3.6-3.9 that can make a venv found on PATH, in pyenv, uv or conda" in (
+        f.detail
+    )
+    assert f.fix is not None and f.fix.startswith("install Python 3.9 (with uv: ")
+
+
+def test_python_311_with_nothing_installed_gets_one_route_not_install_mxnet_here(
+    tmp_path: Path,
+) -> None:
+    """Issue 15 item 1: "install mxnet here" next to "make a separate <=3.9 venv"."""
+    report = run(target(python=(3, 11, 7)), home=tmp_path)
+    python, mxnet, keras = (find(report, i) for i in ("python", "mxnet", "keras"))
+    assert python.status == "warn" and "cannot run keras-mxnet 2.2.4.3" in python.title
+    assert python.fix == mxnet.fix == keras.fix == ROUTE
+    assert "install-mxnet" not in (mxnet.fix or "")
+
+
+def test_python_311_with_mxnet_already_keeps_the_in_place_fixes(tmp_path: Path) -> None:
+    """Someone who put MXNet in a 3.11 env (Gluon, say) still gets fixes for that env."""
+    report = run(target(MX, ("numpy", "1.24.4"), python=(3, 11, 7)), home=tmp_path)
+    assert find(report, "python").status == "ok"
+    assert find(report, "numpy").fix == f"{PY} -m pip install 'numpy<1.24'"
+
+
+@pytest.mark.parametrize(
+    ("python", "pip", "fix"),
+    [
+        ((3, 6, 15), "18.1", f"{PY} -m pip install --upgrade 'pip<22'"),
+        ((3, 7, 16), "19.0.3", f"{PY} -m pip install --upgrade 'pip<24.1'"),
+        ((3, 8, 18), "19.2", f"{PY} -m pip install --upgrade 'pip<25.1'"),
+        ((3, 9, 18), "9.0.1", f"{PY} -m pip install --upgrade pip"),
+    ],
+)
+def test_a_pip_too_old_for_mxnet_wheels_is_flagged_with_the_upgrade_that_works(
+    tmp_path: Path, python: tuple[int, int, int], pip: str, fix: str
+) -> None:
+    """Issue 15 item 6: on Python 3.6 with pip 18.1 doctor said "✓ python", and
+    install-mxnet then refused the old pip; a plain `--upgrade pip` failed there."""
+    f = find(run(target(("pip", pip), python=python), home=tmp_path), "python")
+    assert f.status == "warn" and f"pip {pip} cannot install MXNet" in f.title
+    assert "manylinux2014" in f.title and "19.3" in f.detail
+    assert f.fix == fix
+
+
+def test_a_new_enough_pip_is_ok(tmp_path: Path) -> None:
+    f = find(run(target(("pip", "21.3.1"), python=(3, 6, 15)), home=tmp_path), "python")
+    assert f.status == "ok" and f.title == "Python 3.6 with pip 21.3.1"
+
+
+def test_with_no_environment_it_says_how_to_make_one(tmp_path: Path) -> None:
+    report = diagnose_machine(
+        hw(NO_GPU),
+        ("VIRTUAL_ENV=/k/.venv is kmx-tune's own environment (no Keras or MXNet in it)",),
+        env={"HOME": str(tmp_path)},
+        keras_python=lambda: PY39,
+        keras_environments=lambda: [],
+    )
+    assert report.target is None and report.exit_code == 0
+    env_finding = find(report, "environment")
+    assert env_finding.status == "warn"
+    assert "looked at: VIRTUAL_ENV=/k/.venv is kmx-tune's own" in env_finding.detail
+    assert env_finding.fix == ROUTE
+    # the checks of the machine still run: keras.json and the thread count
+    assert {f.id for f in report.findings} >= {"keras.json", "env.OMP_NUM_THREADS"}
+    assert "mxnet" not in {f.id for f in report.findings}
+    data = report.to_json()
+    assert data["python"] is None and data["target"] is None
+    assert data["passed_over"] == list(report.passed_over)
+
+
+def test_with_no_environment_chosen_it_points_at_one_with_keras_mxnet(tmp_path: Path) -> None:
+    found = ["/home/me/venvs/kvenv/bin/python", "/home/me/.pyenv/versions/km/bin/python"]
+    report = diagnose_machine(
+        hw(NO_GPU),
+        (),
+        env={"HOME": str(tmp_path)},
+        keras_python=lambda: PY39,
+        keras_environments=lambda: found,
+    )
+    f = find(report, "environment")
+    assert f.fix == "kmx-tune doctor --python /home/me/venvs/kvenv/bin/python"
+    assert "found keras-mxnet in /home/me/venvs/kvenv/bin/python, /home/me/.pyenv" in f.detail
+
+
+# ------------------------------------------------------------ doctor --fix: the plan
+
+
+def _plan(report: Report, tmp_path: Path) -> FixPlan:
+    return plan_fixes(report, tmp_path / "env.sh")
+
+
+def test_fix_plan_removes_a_second_flavor_through_install_mxnet_alone(tmp_path: Path) -> None:
+    """`pip uninstall -y A B && kmx-tune install-mxnet`: install-mxnet removes every other
+    flavor itself, with a way back; an uninstall run before it would have none."""
+    report = run(target(MX, ("mxnet-cu117", "1.9.1"), ("numpy", "1.24.4")), home=tmp_path)
+    plan = _plan(report, tmp_path)
+    kinds = [a.kind for a in plan.actions]
+    assert kinds.count("install-mxnet") == 1 and "numpy" not in kinds  # it pins numpy too
+    assert not any("uninstall" in a.command for a in plan.actions)
+    install = next(a for a in plan.actions if a.kind == "install-mxnet")
+    assert install.command == f"kmx-tune install-mxnet --python {PY}"
+    assert "mxnet" in install.findings
+
+
+def test_fix_plan_order_and_what_is_left_to_the_user(tmp_path: Path) -> None:
+    t = target(
+        ("pip", "18.1"),
+        MX,
+        ("numpy", "1.24.4"),
+        ("keras-mxnet", "2.2.4.3"),
+        ("keras", "2.2.4"),
+        keras=KERAS_OK,
+        python=(3, 6, 15),
+    )
+    env = {"MXNET_SUBGRAPH_BACKEND": "NONE"}
+    report = run(t, env=env, home=_home_with(tmp_path, None, "{bad json"))
+    plan = _plan(report, tmp_path)
+    # pip itself first, keras-mxnet's fix before the numpy pin, the variables last
+    assert [a.kind for a in plan.actions] == ["pip-itself", "pip", "pip", "numpy", "env", "env"]
+    assert plan.actions[0].command == f"{PY} -m pip install --upgrade 'pip<22'"
+    assert plan.actions[1].command == f"{PY} -m pip uninstall -y keras"
+    assert [a.args for a in plan.env_actions] == [
+        ("export", "OMP_NUM_THREADS", "2"),
+        ("unset", "MXNET_SUBGRAPH_BACKEND"),
+    ]
+    skipped = {s.finding: s.why for s in plan.skipped}
+    assert skipped["keras.json"].startswith("replaces keras.json content")
+
+
+def test_fix_plan_never_applies_the_venv_route(tmp_path: Path) -> None:
+    report = run(target(python=(3, 11, 7)), home=tmp_path)
+    plan = _plan(report, tmp_path)
+    assert not any(a.kind == "install-mxnet" for a in plan.actions)
+    assert {s.why for s in plan.skipped} == {"makes a new environment: run it yourself"}
+    assert {s.finding for s in plan.skipped} == {"python", "mxnet", "keras"}
+
+
+def test_fix_plan_keeps_install_mxnet_options_it_knows_and_leaves_others(tmp_path: Path) -> None:
+    from kmx_tune.doctor.fix import _parse
+
+    known = _parse(
+        ["kmx-tune", "install-mxnet", "--python", PY, "--flavor", "mxnet-cu112", "--version",
+         "1.9.1", "--cuda-libs", "pip", "--cpu"],
+        PY,
+    )  # fmt: skip
+    assert not isinstance(known, str) and known.kind == "install-mxnet"
+    assert known.args == ("--flavor", "mxnet-cu112", "--version", "1.9.1", "--cuda-libs", "pip",
+                          "--cpu")  # fmt: skip
+    unknown = _parse(["kmx-tune", "install-mxnet", "--python", PY, "--frobnicate"], PY)
+    assert isinstance(unknown, str)
+    other = _parse(["kmx-tune", "install-mxnet", "--python", "/other/python"], PY)
+    assert isinstance(other, str)  # a fix for another interpreter is not this target's

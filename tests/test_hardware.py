@@ -4,6 +4,7 @@ on this machine, which has no NVIDIA driver."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -270,6 +271,56 @@ def test_a_corrupt_cache_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert hw.source == "probed" and hw.cpu.vendor == "AuthenticAMD"
 
 
+@pytest.mark.parametrize(
+    "cpu",
+    [
+        {"vendor": "x", "brand": "y", "flags": [], "logical_cores": "x"},
+        {"vendor": "x", "brand": "y", "flags": 5, "logical_cores": 2},
+        {"vendor": "x", "brand": "y", "flags": [1, 2], "logical_cores": 2},
+        {"vendor": 3, "brand": "y", "flags": [], "logical_cores": 2},
+        {"vendor": "x", "brand": "y", "flags": [], "logical_cores": True},
+        {"vendor": "x", "brand": "y", "flags": []},
+        [],
+    ],
+)
+def test_a_cache_with_the_right_key_and_wrong_types_is_probed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpu: Any
+) -> None:
+    """Review C10: `logical_cores: "x"` or `flags: 5` under the right key gave a
+    ValueError/TypeError traceback on every run until the cache was deleted."""
+    from kmx_tune.hardware.cpu import CACHE_SCHEMA, machine_key
+
+    monkeypatch.setenv("KMX_TUNE_CACHE_DIR", str(tmp_path / "cache"))
+    root = _boot_root(tmp_path, "b")
+    key = machine_key(root)
+    cache = tmp_path / "cache" / "cpu.json"
+    _write(cache, json.dumps({"schema": CACHE_SCHEMA, "key": key, "cpu": cpu}))
+    calls: list[int] = []
+    hw = probe(nvml=FakeNvml({"error": "x"}), cpuinfo=_counting_cpuinfo(calls), root=root)
+    assert hw.source == "probed" and len(calls) == 1
+    assert hw.cpu.vendor == "AuthenticAMD"
+    assert json.loads(cache.read_text())["cpu"]["vendor"] == "AuthenticAMD"  # written over
+    again = probe(nvml=FakeNvml({"error": "x"}), cpuinfo=_counting_cpuinfo(calls), root=root)
+    assert again.source == "cached" and len(calls) == 1
+
+
+def test_a_bad_cache_on_this_machine_is_no_traceback_in_probe_or_doctor(tmp_path: Path) -> None:
+    """Review C10 through the command line, with this machine's own cache key."""
+    from kmx_tune.hardware.cpu import CACHE_SCHEMA, machine_key
+    from tests.cli import kmx
+
+    cache_dir = tmp_path / "cache"
+    bad = {"vendor": "v", "brand": "b", "flags": 5, "logical_cores": "x"}
+    text = json.dumps({"schema": CACHE_SCHEMA, "key": machine_key(), "cpu": bad})
+    env = {"KMX_TUNE_CACHE_DIR": str(cache_dir)}
+    _write(cache_dir / "cpu.json", text)
+    result = kmx("doctor", "--python", sys.executable, env=env)
+    assert result.exit_code in (0, 1) and "hardware (probed)" in result.output
+    _write(cache_dir / "cpu.json", text)
+    result = kmx("probe", env=env)
+    assert result.exit_code == 0 and "source  probed" in result.output
+
+
 def test_warm_probe_is_fast_on_this_machine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -383,9 +434,116 @@ def test_wrong_fields_are_named_and_say_what_to_do(
 def test_a_folder_is_refused_in_one_line_by_every_command(tmp_path: Path) -> None:
     from tests.cli import kmx
 
-    for command in (["probe"], ["doctor"], ["install-mxnet", "--dry-run"]):
+    install = ["install-mxnet", "--dry-run", "--python", sys.executable]
+    for command in (["probe"], ["doctor"], install):
         result = kmx(*command, "--hardware", str(tmp_path))
         assert result.exit_code == 2
         assert result.output.count("Error:") == 1 and "Usage:" not in result.output
         assert f"--hardware {tmp_path}: is a folder" in result.output
         assert "kmx-tune probe --json > FILE" in result.output
+
+
+# ------------------------------------------- hostile profiles (review C4) and raw captures
+
+
+def _hostile(**over: Any) -> str:
+    """The H100 profile with fields replaced, as JSON text (NaN and Infinity allowed,
+    as Python's json writes and reads them)."""
+    data = load_profile(profile_path("h100-intel-xeon")).to_json()
+    for dotted, value in over.items():
+        where = data
+        *parents, last = dotted.split("__")
+        for key in parents:
+            where = where[key] if not key.isdigit() else where[int(key)]
+        where[last] = value
+    return json.dumps(data)
+
+
+HOSTILE: list[tuple[str, str, str]] = [
+    ("cgroup-infinity", _hostile(cpu__cgroup_cpu_limit=float("inf")), "cpu.cgroup_cpu_limit"),
+    ("cgroup-nan", _hostile(cpu__cgroup_cpu_limit=float("nan")), "cpu.cgroup_cpu_limit"),
+    ("cgroup-negative", _hostile(cpu__cgroup_cpu_limit=-2), "cpu.cgroup_cpu_limit"),
+    ("driver-empty", _hostile(nvidia__driver_version=""), "nvidia.driver_version"),
+    ("driver-abc", _hostile(nvidia__driver_version="abc"), "nvidia.driver_version"),
+    ("driver-xyz", _hostile(nvidia__driver_version="x.y.z"), "nvidia.driver_version"),
+    ("cuda-abc", _hostile(nvidia__cuda_driver_version="abc"), "nvidia.cuda_driver_version"),
+    ("cuda-5000", _hostile(nvidia__cuda_driver_version="1" * 5000), "nvidia.cuda_driver_version"),
+    ("cc-negative", _hostile(gpus__0__compute_capability="-8.-6"), "compute_capability"),
+    ("cc-negative-list", _hostile(gpus__0__compute_capability=[-8, 6]), "compute_capability"),
+    ("cc-huge", _hostile(gpus__0__compute_capability="12345.6"), "compute_capability"),
+    ("cores-huge", _hostile(cpu__logical_cores=10**100), "cpu.logical_cores"),
+    ("memory-negative", _hostile(gpus__0__memory_total_mib=-1), "gpus[0].memory_total_mib"),
+    ("flags-not-strings", _hostile(cpu__flags=[{"a": 1}]), "cpu.flags"),
+    ("deep-nesting", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ("5000-digit-number", _hostile(cpu__logical_cores=0).replace(
+        '"logical_cores": 0', '"logical_cores": ' + "9" * 5000), "not JSON"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("content", "where"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE]
+)
+def test_hostile_profiles_are_one_error_line_in_every_command(
+    tmp_path: Path, content: str, where: str
+) -> None:
+    """Review C4: Infinity/NaN quotas (OverflowError, ValueError), garbage driver and
+    CUDA versions (ValueError from the advice), deep nesting (RecursionError), a
+    5000-digit version, and a negative compute capability shown as is."""
+    from tests.cli import kmx
+
+    box = tmp_path / "box.json"
+    box.write_text(content)
+    install = ["install-mxnet", "--dry-run", "--python", sys.executable]
+    for command in (["probe"], ["doctor", "--python", sys.executable], install):
+        result = kmx(*command, "--hardware", str(box))
+        assert result.exit_code == 2, (command, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"Error: --hardware {box}: "), lines
+        assert where in lines[0] and "kmx-tune probe --json" in lines[0]
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_a_raw_capture_says_what_it_is_and_what_to_do(name: str) -> None:
+    """Issue 15 item 7: a raw capture (hw-profile.json: py-cpuinfo, NVML, lscpu output)
+    was refused with "schema is None"."""
+    from tests.cli import kmx
+
+    raw = HARDWARE / name / "hw-profile.json"
+    result = kmx("probe", "--hardware", str(raw))
+    assert result.exit_code == 2
+    line = result.output.strip()
+    assert "None" not in line
+    assert line == (
+        f"Error: --hardware {raw}: is a raw hardware capture (py-cpuinfo, NVML, lscpu, "
+        "nvidia-smi output), not a kmx-tune profile; on the machine it describes, run "
+        "`kmx-tune probe --json > FILE` and pass that file"
+    )
+
+
+def test_other_json_says_it_is_not_a_profile(tmp_path: Path) -> None:
+    plain_json = tmp_path / "other.json"
+    plain_json.write_text('{"hello": 1}')
+    with pytest.raises(UsageError, match='is not a kmx-tune hardware profile .it has no "schema"'):
+        load_profile(plain_json)
+    doctor_json = tmp_path / "doctor.json"
+    doctor_json.write_text('{"schema": "kmx-tune/doctor/1"}')
+    with pytest.raises(UsageError, match='is a "kmx-tune/doctor/1" document, not a hardware'):
+        load_profile(doctor_json)
+
+
+def test_a_fifo_or_a_device_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """A FIFO blocked the read forever; /dev/zero was read without end."""
+    import os
+
+    fifo = tmp_path / "box.json"
+    os.mkfifo(fifo)
+    for path in (str(fifo), "/dev/zero"):
+        with pytest.raises(UsageError, match="is not a regular file"):
+            load_profile(path)
+
+
+def test_a_huge_file_is_refused_by_its_size(tmp_path: Path) -> None:
+    big = tmp_path / "big.json"
+    big.write_text(" " * (hardware.PROFILE_MAX_BYTES + 1))
+    with pytest.raises(UsageError, match="is larger than 1024 KiB"):
+        load_profile(big)

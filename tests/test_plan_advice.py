@@ -233,17 +233,19 @@ def test_the_first_candidate_that_resolves_is_kept_and_the_skipped_ones_are_name
 
 
 @pytest.mark.parametrize(
-    ("field", "value"),
+    ("field", "value", "refused"),
     [
-        ("cuda_driver_version", "twelve"),
-        ("driver_version", "x.y"),
-        ("compute_capability", "99.9"),
-        ("compute_capability", "-1.5"),
+        ("cuda_driver_version", "twelve", True),
+        ("driver_version", "x.y", True),
+        ("compute_capability", "99.9", False),
+        ("compute_capability", "-1.5", True),
     ],
 )
-def test_a_hand_edited_profile_gets_advice_not_a_traceback(
-    tmp_path: Path, field: str, value: str
+def test_a_hand_edited_profile_gets_advice_or_one_line_not_a_traceback(
+    tmp_path: Path, field: str, value: str, refused: bool
 ) -> None:
+    """A value that is a number, even an unknown one, gets advice; one that is not (or a
+    negative compute capability) is refused in one line naming the field (review C4)."""
     data = json.loads(profile_path("rtx3090-driver-535").read_text())
     if field == "compute_capability":
         data["gpus"][0][field] = value
@@ -251,6 +253,11 @@ def test_a_hand_edited_profile_gets_advice_not_a_traceback(
         data["nvidia"][field] = value
     box = tmp_path / "box.json"
     box.write_text(json.dumps(data))
-    assert kmx("probe", "--hardware", str(box)).exit_code == 0  # kmx() fails on a traceback
+    probe = kmx("probe", "--hardware", str(box))  # kmx() fails on a traceback
     code, report = kmx_json("doctor", "--python", PY, "--hardware", str(box))
-    assert code in (0, 1) and report["recommendation"]["package"]
+    if refused:
+        assert probe.exit_code == code == 2
+        assert field in probe.stderr and probe.stderr.count("\n") == 1
+    else:
+        assert probe.exit_code == 0
+        assert code in (0, 1) and report["recommendation"]["package"]

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kmx_tune.options import json_option, python_option
+from kmx_tune.options import find_target, json_option, python_option
 
 if TYPE_CHECKING:
     from kmx_tune.bench import BenchResult
@@ -53,9 +53,8 @@ def bench(python: str | None, ctx: str, batch: int, repeats: int, as_json: bool)
     """
     from kmx_tune.bench import run_bench
     from kmx_tune.render import finish
-    from kmx_tune.target import Target
 
-    target = Target.find(python)
+    target = find_target(python)
     if not as_json:
         click.echo("Measuring (a few seconds per form)...", err=True)
     finish(run_bench(target, ctx=ctx, batch=batch, repeats=repeats), as_json, render_text)

@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kmx_tune.options import dry_run_option, hardware_option, json_option, python_option
+from kmx_tune.options import (
+    dry_run_option,
+    find_target,
+    hardware_option,
+    json_option,
+    python_option,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -82,7 +88,6 @@ def install_mxnet(
     from kmx_tune.install.pip import PipOptions
     from kmx_tune.install.workflow import PlanResult, Request, install_mxnet
     from kmx_tune.render import console, finish, plain
-    from kmx_tune.target import Target
 
     out = console()
     err = console(stderr=True)
@@ -103,7 +108,7 @@ def install_mxnet(
         err.print(f"[bold]>[/] {plain(line)}")
 
     result = install_mxnet(
-        Target.find(python),
+        find_target(python),
         get_hardware(hardware_file),
         Request(flavor, version, cpu, cuda_libs or "auto"),
         PipOptions(index_url, extra_index_url, find_links, no_index),

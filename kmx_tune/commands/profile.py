@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kmx_tune.options import json_option, python_option
+from kmx_tune.options import find_target, json_option, python_option
 
 if TYPE_CHECKING:
     from kmx_tune.profiling import ProfileResult
@@ -60,10 +60,9 @@ def profile(
 
     from kmx_tune.profiling import profile_script
     from kmx_tune.render import finish
-    from kmx_tune.target import Target
 
     result = profile_script(
-        script, args, target=Target.find(python), out=out, script_stdout_to_stderr=as_json
+        script, args, target=find_target(python), out=out, script_stdout_to_stderr=as_json
     )
     finish(dataclasses.replace(result, top_n=top), as_json, render_text)
 

@@ -13,12 +13,13 @@ import contextlib
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from kmx_tune import keras_config
 from kmx_tune.doctor.cuda_libs import check_cuda_libs
 from kmx_tune.doctor.environment import (
+    check_environment,
     check_kmp_affinity,
     check_library_path,
     check_omp_threads,
@@ -27,11 +28,26 @@ from kmx_tune.doctor.environment import (
 )
 from kmx_tune.doctor.gpu import check_cudnn_autotune
 from kmx_tune.doctor.keras import check_keras, check_keras_json, check_keras_runtime
-from kmx_tune.doctor.model import FAIL, OK, SCHEMA, WARN, Check, Context, Finding, Report
+from kmx_tune.doctor.model import (
+    FAIL,
+    OK,
+    SCHEMA,
+    WARN,
+    Check,
+    Context,
+    Finding,
+    MachineCheck,
+    MachineContext,
+    Report,
+    find_keras_python,
+)
 from kmx_tune.doctor.mxnet import check_mxnet_flavor, check_mxnet_runtime, check_numpy
 from kmx_tune.flavors import recommend
 from kmx_tune.hardware import HardwareProfile, get_hardware
-from kmx_tune.target import Target, TargetInfo
+from kmx_tune.target import MissingTarget, NoTargetError, Target, TargetInfo
+
+if TYPE_CHECKING:
+    from kmx_tune.interpreters import Interpreter
 
 __all__ = [
     "FAIL",
@@ -42,6 +58,7 @@ __all__ = [
     "Finding",
     "Report",
     "diagnose",
+    "diagnose_machine",
     "run_doctor",
 ]
 
@@ -59,6 +76,14 @@ CHECKS: tuple[Check, ...] = (
     check_library_path,
 )
 DEEP_CHECKS: tuple[Check, ...] = (check_mxnet_runtime, check_keras_runtime)
+# What can be checked with no Python environment: keras.json and the variables that
+# depend on the machine alone.
+MACHINE_CHECKS: tuple[MachineCheck, ...] = (
+    check_keras_json,
+    check_omp_threads,
+    check_subgraph_backend,
+    check_library_path,
+)
 
 
 def diagnose(
@@ -68,13 +93,19 @@ def diagnose(
     env: Mapping[str, str] | None = None,
     keras_json: keras_config.KerasJsonState | None = None,
     strict: bool = False,
+    chosen_by: str = "--python",
+    passed_over: tuple[str, ...] = (),
+    keras_python: Callable[[], Interpreter | None] = find_keras_python,
 ) -> Report:
     """Run every check on facts already gathered (pure apart from reading keras.json
-    when *keras_json* is not given, and listing the mxnet package folder)."""
+    when *keras_json* is not given, listing the mxnet package folder, and, when advice
+    needs one, trying a Python 3.6-3.9 found on this machine: *keras_python*)."""
     env = os.environ if env is None else env
     state = keras_json if keras_json is not None else keras_config.read(env=env)
     rec = recommend(hw, (target.version[0], target.version[1]))
-    ctx = Context(target, hw, rec, state, env)
+    ctx = Context(
+        hw=hw, rec=rec, keras_json=state, env=env, find_keras_python=keras_python, target=target
+    )
     checks = CHECKS + (DEEP_CHECKS if target.runtime is not None else ())
     findings = tuple(f for check in checks for f in check(ctx))
     return Report(
@@ -85,18 +116,59 @@ def diagnose(
         keras_json=str(state.location.path),
         deep=target.runtime is not None,
         strict=strict,
+        chosen_by=chosen_by,
+        passed_over=passed_over,
+    )
+
+
+def diagnose_machine(
+    hw: HardwareProfile,
+    looked_at: tuple[str, ...],
+    *,
+    env: Mapping[str, str] | None = None,
+    keras_json: keras_config.KerasJsonState | None = None,
+    strict: bool = False,
+    keras_python: Callable[[], Interpreter | None] = find_keras_python,
+    keras_environments: Callable[[], list[str]] | None = None,
+) -> Report:
+    """The report when there is no Python environment to check (*looked_at*: what was
+    considered, and why not): where Keras-MXNet is installed already, or how to make an
+    environment for it, and the checks of the machine itself."""
+    env = os.environ if env is None else env
+    state = keras_json if keras_json is not None else keras_config.read(env=env)
+    rec = recommend(hw)
+    ctx = MachineContext(hw=hw, rec=rec, keras_json=state, env=env, find_keras_python=keras_python)
+    if keras_environments is None:
+        from kmx_tune.interpreters import find_keras_environments
+
+        found = find_keras_environments(env)
+    else:
+        found = keras_environments()
+    findings = (check_environment(ctx, looked_at, found),) + tuple(
+        f for check in MACHINE_CHECKS for f in check(ctx)
+    )
+    return Report(
+        findings=findings,
+        target=None,
+        hardware=hw,
+        recommendation=rec,
+        keras_json=str(state.location.path),
+        strict=strict,
+        passed_over=looked_at,
     )
 
 
 def run_doctor(
-    target: Target,
+    target: Target | str | os.PathLike[str] | None,
     hardware_file: str | None = None,
     *,
     deep: bool = False,
     strict: bool = False,
     env: Mapping[str, str] | None = None,
 ) -> Report:
-    """Inspect *target* and the hardware, and check everything.
+    """Inspect the target (a Target, a --python value, or None for the default one) and
+    the hardware, and check everything; with no environment to check, the checks of the
+    machine and how to get one.
 
     The target interpreter runs its facts script while this process probes the
     hardware (py-cpuinfo on a cold cache, NVML): both mostly wait on other processes
@@ -105,6 +177,11 @@ def run_doctor(
     env = os.environ if env is None else env
     state = keras_config.read(env=env)
     target_env: dict[str, str] | None = None
+    missing: NoTargetError | None = None
+    found = target if isinstance(target, Target) else Target.find(target, env=env)
+    chosen: Target | None = found
+    if isinstance(found, MissingTarget):
+        chosen, missing = None, found.error
     with contextlib.ExitStack() as stack:
         if deep and not state.exists:
             # Importing Keras writes a keras.json (channels_last) where it looks when
@@ -114,7 +191,8 @@ def run_doctor(
 
         def inspect() -> None:
             try:
-                box["target"] = target.facts(deep=deep, env=target_env)
+                if chosen is not None:
+                    box["target"] = chosen.facts(deep=deep, env=target_env)
             except BaseException as exc:  # re-raised in the caller's thread below
                 box["error"] = exc
 
@@ -124,6 +202,19 @@ def run_doctor(
             hw = get_hardware(hardware_file)
         finally:
             worker.join()
+    if isinstance(box.get("error"), NoTargetError):
+        missing = box.pop("error")
     if "error" in box:
         raise box["error"]
-    return diagnose(box["target"], hw, env=env, keras_json=state, strict=strict)
+    if missing is not None or chosen is None:
+        looked = missing.looked_at if missing is not None else ()
+        return diagnose_machine(hw, looked, env=env, keras_json=state, strict=strict)
+    return diagnose(
+        box["target"],
+        hw,
+        env=env,
+        keras_json=state,
+        strict=strict,
+        chosen_by=chosen.chosen_by,
+        passed_over=chosen.passed_over,
+    )

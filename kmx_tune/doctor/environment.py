@@ -4,13 +4,32 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from kmx_tune import versions
 from kmx_tune.dists import Distribution
-from kmx_tune.doctor.model import OK, WARN, Context, Finding
+from kmx_tune.doctor.model import OK, WARN, Context, Finding, MachineContext
 
 KMP_AFFINITY = "granularity=fine,compact,1,0"  # MXNet performance guide
+
+
+# pip learned the manylinux2014 tag of every MXNet 1.6+ wheel in 19.3 (PEP 599)
+PIP_MANYLINUX2014 = "19.3"
+# The newest pip each old Python can run (pip 22.0 dropped 3.6, 24.1 dropped 3.7, 25.1
+# dropped 3.8). A plain `pip install --upgrade pip` can pick a pip the Python cannot run
+# and fail ("pip requires Python '>=3.10'"), as it did on a Python 3.6 with a
+# find-links folder of new wheels; `--upgrade 'pip<22'` worked there.
+PIP_FOR_PYTHON: dict[tuple[int, int], str] = {
+    (3, 6): "pip<22",
+    (3, 7): "pip<24.1",
+    (3, 8): "pip<25.1",
+}
+
+
+def pip_upgrade(ctx: Context) -> str:
+    """The pip upgrade that works on the target's Python."""
+    return ctx.pip("install", "--upgrade", PIP_FOR_PYTHON.get(ctx.py, "pip"))
 
 
 def check_python(ctx: Context) -> Iterator[Finding]:
@@ -18,6 +37,18 @@ def check_python(ctx: Context) -> Iterator[Finding]:
     where = f"detected: {t.implementation} {t.version_str} at {t.executable}" + (
         " (a virtual environment)" if t.in_venv else ""
     )
+    if ctx.keras_mxnet_cannot_run:
+        route = ctx.route
+        yield Finding(
+            "python",
+            WARN,
+            f"{ctx.py_str} cannot run keras-mxnet 2.2.4.3, and nothing of Keras-MXNet is "
+            "installed here: make an environment with Python 3.6-3.9",
+            f"{where}; keras-mxnet imports only on Python 3.6-3.9 (3.10 removed "
+            f"collections.Iterable); {route.detail}",
+            ctx.old_python_route(),
+        )
+        return
     if not t.has_pip:
         yield Finding(
             "python",
@@ -27,10 +58,68 @@ def check_python(ctx: Context) -> Iterator[Finding]:
             shlex.join([ctx.python, "-m", "ensurepip", "--upgrade"]),
         )
         return
-    yield Finding("python", OK, f"{ctx.py_str} with pip", where)
+    pip = t.pip_version
+    if pip is not None and versions.parse(pip) and not versions.at_least(pip, PIP_MANYLINUX2014):
+        yield Finding(
+            "python",
+            WARN,
+            f"pip {pip} cannot install MXNet: it does not know the manylinux2014 wheels of "
+            "MXNet 1.6 and later",
+            f"{where}; manylinux2014 wheels need pip {PIP_MANYLINUX2014} or newer (PEP 599)"
+            + (
+                f"; the newest pip for {ctx.py_str} is {PIP_FOR_PYTHON[ctx.py]}"
+                if ctx.py in PIP_FOR_PYTHON
+                else ""
+            ),
+            pip_upgrade(ctx),
+        )
+        return
+    yield Finding("python", OK, f"{ctx.py_str} with pip" + (f" {pip}" if pip else ""), where)
 
 
-def check_omp_threads(ctx: Context) -> Iterator[Finding]:
+def check_environment(
+    ctx: MachineContext, looked_at: Sequence[str], keras_environments: Sequence[str]
+) -> Finding:
+    """With no environment to check: the Keras-MXNet environments already on this
+    machine, or how to make one."""
+    looked = "; ".join(looked_at) or "VIRTUAL_ENV and CONDA_PREFIX are not set, no `python` on PATH"
+    own = "kmx-tune's own environment is checked only when named with --python"
+    if keras_environments:
+        first = keras_environments[0]
+        return Finding(
+            "environment",
+            WARN,
+            f"no environment chosen, and keras-mxnet is installed in {first}",
+            f"looked at: {looked}; found keras-mxnet in {', '.join(keras_environments)}; {own}",
+            shlex.join(["kmx-tune", "doctor", "--python", first]),
+        )
+    return Finding(
+        "environment",
+        WARN,
+        "no Keras-MXNet environment found: make one with Python 3.6-3.9",
+        f"looked at: {looked}; keras-mxnet 2.2.4.3 needs Python 3.6-3.9: {ctx.route.detail}; "
+        + own,
+        ctx.old_python_route(),
+    )
+
+
+# MXNet 1.x's src/engine/openmp.cc: without OMP_NUM_THREADS (or MXNET_OMP_MAX_THREADS) it
+# sets omp_get_num_procs() threads, halved on x86 (it takes every other CPU for a
+# hyperthread). On this project's 2-CPU VM, 2 threads instead of that 1 trained a CNN
+# 1.7x faster at load 1-2 (../shared/reports/new-user-run-2026-11-30.md) and 2.6x slower
+# at load 10 (benchmarks/bench_slow_to_fast.py): OpenMP threads spin while they wait.
+_DEFAULT_RULE = "half the CPUs it may use, on x86: src/engine/openmp.cc"
+_SHARED = "with other jobs on these CPUs, fewer threads can be faster"
+
+
+def mxnet_default_threads(ctx: MachineContext) -> int:
+    """The OpenMP threads MXNet runs when OMP_NUM_THREADS is not set."""
+    cpu = ctx.hw.cpu
+    procs = cpu.usable_cores or cpu.logical_cores
+    return max(1, procs // 2 if ctx.hw.arch == "x86_64" else procs)
+
+
+def check_omp_threads(ctx: MachineContext) -> Iterator[Finding]:
     cpu = ctx.hw.cpu
     cores = cpu.effective_cores
     parts = [f"{cpu.physical_cores or '?'} physical cores, {cpu.logical_cores} logical"]
@@ -47,7 +136,9 @@ def check_omp_threads(ctx: Context) -> Iterator[Finding]:
             "env.OMP_NUM_THREADS",
             WARN,
             "OMP_NUM_THREADS is not set",
-            f"{detected}; {guide}",
+            f"{detected}; unset, MXNet runs {mxnet_default_threads(ctx)} OpenMP thread(s) "
+            f"({_DEFAULT_RULE if ctx.hw.arch == 'x86_64' else 'one per CPU it may use'}); "
+            f"{guide}; {_SHARED}",
             fix,
         )
         return
@@ -147,7 +238,7 @@ def check_kmp_affinity(ctx: Context) -> Iterator[Finding]:
         )
 
 
-def check_subgraph_backend(ctx: Context) -> Iterator[Finding]:
+def check_subgraph_backend(ctx: MachineContext) -> Iterator[Finding]:
     raw = ctx.env.get("MXNET_SUBGRAPH_BACKEND")
     if raw is not None and raw.strip().upper() == "NONE" and not ctx.rec.gpu:
         yield Finding(
@@ -159,7 +250,7 @@ def check_subgraph_backend(ctx: Context) -> Iterator[Finding]:
         )
 
 
-def check_library_path(ctx: Context) -> Iterator[Finding]:
+def check_library_path(ctx: MachineContext) -> Iterator[Finding]:
     """mxnet/libinfo.py loads $MXNET_LIBRARY_PATH instead of the wheel's libmxnet.so when
     it is an absolute path to a file, and warns and ignores it otherwise: a stale value
     left from a source build makes `import mxnet` fail or load the wrong build."""

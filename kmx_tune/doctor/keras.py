@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterator
 
-from kmx_tune.doctor.model import FAIL, KERAS_MXNET, OK, WARN, Context, Finding
+from kmx_tune.doctor.model import FAIL, KERAS_MXNET, OK, WARN, Context, Finding, MachineContext
 from kmx_tune.flavors import PY_NEWEST_KERAS_MXNET
 
 
@@ -28,7 +28,8 @@ def check_keras(ctx: Context) -> Iterator[Finding]:
             "keras",
             WARN,
             "Keras-MXNet is not installed",
-            f"detected: no `keras` module in {ctx.python}",
+            f"detected: no `keras` module in {ctx.python}"
+            + ("" if old_py else f"; keras-mxnet needs Python 3.6-3.9: {ctx.route.detail}"),
             ctx.pip("install", KERAS_MXNET) if old_py else ctx.old_python_route(),
         )
         return
@@ -60,7 +61,7 @@ def check_keras(ctx: Context) -> Iterator[Finding]:
             f"keras-mxnet {version} fails to import on {ctx.py_str}",
             f"detected: {ctx.py_str} at {ctx.python}; keras/callbacks.py does "
             "`from collections import Iterable`, removed in Python 3.10; keras-mxnet needs "
-            "Python 3.9 or older",
+            f"Python 3.9 or older: {ctx.route.detail}",
             ctx.old_python_route(),
         )
     if km and k:
@@ -82,7 +83,7 @@ def check_keras(ctx: Context) -> Iterator[Finding]:
         )
 
 
-def check_keras_json(ctx: Context) -> Iterator[Finding]:
+def check_keras_json(ctx: MachineContext) -> Iterator[Finding]:
     state = ctx.keras_json
     loc = state.location
     where = f"Keras reads {loc.path} ({loc.source})"

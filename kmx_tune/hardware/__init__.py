@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import stat
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -88,12 +89,44 @@ def _arch_name() -> str:
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine or "unknown")
 
 
+PROFILE_MAX_BYTES = 1 << 20  # a profile is a few KB; more is not one (or is /dev/zero)
+
+
+def _read_profile(where: str) -> str:
+    """The file's text, read without blocking on a FIFO and without reading past
+    PROFILE_MAX_BYTES. Raises OSError, UnicodeError, or UsageError for a non-file."""
+    fd = os.open(where, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(where)
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(
+                f"--hardware {where}: is not a regular file; give the file written by "
+                "`kmx-tune probe --json > FILE`"
+            )
+        data = b""
+        while len(data) <= PROFILE_MAX_BYTES:
+            chunk = os.read(fd, PROFILE_MAX_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    if len(data) > PROFILE_MAX_BYTES:
+        raise UsageError(
+            f"--hardware {where}: is larger than {PROFILE_MAX_BYTES // 1024} KiB, so it is not a "
+            "profile; write one with `kmx-tune probe --json > FILE`"
+        )
+    return data.decode("utf-8")
+
+
 def load_profile(path: str | os.PathLike[str]) -> HardwareProfile:
     """A profile saved by ``kmx-tune probe --json``. UsageError (one line) when the
     file is missing, not JSON, or not a profile."""
     where = os.fspath(path)
     try:
-        text = Path(where).read_text(encoding="utf-8")
+        text = _read_profile(where)
     except FileNotFoundError:
         raise UsageError(
             f"--hardware {where}: no such file; write one with `kmx-tune probe --json > {where}`"
@@ -110,6 +143,11 @@ def load_profile(path: str | os.PathLike[str]) -> HardwareProfile:
         ) from None
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise UsageError(
+            f"--hardware {where}: nested too deeply to be a profile; write one with "
+            "`kmx-tune probe --json > FILE`"
+        ) from None
     except ValueError as exc:
         raise UsageError(
             f"--hardware {where}: not JSON ({exc}); write it with `kmx-tune probe --json`"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kmx_tune.fsio import atomic_write
-from kmx_tune.hardware.profile import CpuInfo
+from kmx_tune.hardware.profile import MAX_CORES, CpuInfo
 
 CACHE_SCHEMA = "kmx-tune/cpu-cache/1"
 
@@ -162,12 +162,30 @@ def _cpu_from_cpuinfo_dict(info: Mapping[str, Any]) -> dict[str, Any]:
 def _load_cache(path: Path, key: str) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or data.get("schema") != CACHE_SCHEMA or data.get("key") != key:
         return None
     cpu = data.get("cpu")
-    return cpu if isinstance(cpu, dict) else None
+    return cpu if _valid_cache(cpu) else None
+
+
+def _valid_cache(cpu: Any) -> bool:
+    """The cached facts have the types probe_cpu writes; anything else (a hand edit, a
+    cache from a broken version) is ignored, probed again and written over."""
+    if not isinstance(cpu, dict):
+        return False
+    count = cpu.get("logical_cores")
+    flags = cpu.get("flags")
+    return (
+        isinstance(cpu.get("vendor"), str)
+        and isinstance(cpu.get("brand"), str)
+        and isinstance(flags, list)
+        and all(isinstance(f, str) for f in flags)
+        and isinstance(count, int)
+        and not isinstance(count, bool)
+        and 0 <= count <= MAX_CORES
+    )
 
 
 def _save_cache(path: Path, key: str, cpu: Mapping[str, Any]) -> None:

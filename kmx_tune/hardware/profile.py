@@ -5,6 +5,8 @@ checked, so that a hand-edited or foreign file gets one line naming the bad fiel
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -146,22 +148,24 @@ class HardwareProfile:
         """Read a profile written by ``kmx-tune probe --json``. Raises UsageError
         naming the first field that is missing or wrong."""
         if not isinstance(data, Mapping):
-            raise UsageError("a hardware profile must be a JSON object")
-        schema = data.get("schema")
-        if schema != SCHEMA:
             raise UsageError(
-                f"schema is {schema!r}, expected {SCHEMA!r}; write the profile with "
+                "a hardware profile must be a JSON object; write one with "
                 "`kmx-tune probe --json > FILE`"
             )
+        schema = data.get("schema")
+        if schema != SCHEMA:
+            raise UsageError(_not_a_profile(data, schema))
         cpu = _get(data, "cpu", Mapping, "an object")
-        logical = _count(_get(cpu, "logical_cores", int, "a whole number", "cpu."), "cpu.")
+        flags = _get(cpu, "flags", list, "a list", "cpu.")
+        if not all(isinstance(f, str) for f in flags):
+            raise _field_error("cpu.flags", "must be a list of strings")
         cpu_info = CpuInfo(
             vendor=str(_get(cpu, "vendor", str, "a string", "cpu.")),
             brand=str(_get(cpu, "brand", str, "a string", "cpu.")),
-            flags=tuple(sorted(str(f).lower() for f in _get(cpu, "flags", list, "a list", "cpu."))),
-            logical_cores=logical,
+            flags=tuple(sorted(f.lower() for f in flags)),
+            logical_cores=_count(_get(cpu, "logical_cores", int, "a whole number", "cpu."), "cpu."),
             physical_cores=_opt_count(cpu, "physical_cores", "cpu."),
-            cgroup_cpu_limit=_opt(cpu, "cgroup_cpu_limit", float, "a number", "cpu."),
+            cgroup_cpu_limit=_cpu_limit(cpu),
             usable_cores=_opt_count(cpu, "usable_cores", "cpu."),
         )
         nv = _opt(data, "nvidia", Mapping, "an object or null")
@@ -169,8 +173,8 @@ class HardwareProfile:
             None
             if nv is None
             else NvidiaInfo(
-                str(_get(nv, "driver_version", str, "a string", "nvidia.")),
-                str(_get(nv, "cuda_driver_version", str, "a string", "nvidia.")),
+                _version_field(nv, "driver_version", _DRIVER, "look like 535.104.05"),
+                _version_field(nv, "cuda_driver_version", _CUDA, "look like 12.2"),
             )
         )
         gpus = []
@@ -178,19 +182,21 @@ class HardwareProfile:
             where = f"gpus[{i}]."
             if not isinstance(g, Mapping):
                 raise _field_error(f"gpus[{i}]", "must be an object")
-            index = int(_get(g, "index", int, "a whole number", where))
+            index = _bounded(g, "index", 0, MAX_GPUS - 1, where)
             name = str(_get(g, "name", str, "a string", where))
             raw_cap = _get(g, "compute_capability", object, "", where)
             try:
                 capability = _capability_str(raw_cap)
             except (TypeError, ValueError):
-                raise _field_error(f"{where}compute_capability", "must look like 8.6") from None
+                raise _field_error(
+                    f"{where}compute_capability", "must look like 8.6 (major 1-99, minor 0-9)"
+                ) from None
             gpus.append(
                 GpuInfo(
                     index=index,
                     name=name,
                     compute_capability=capability,
-                    memory_total_mib=int(_get(g, "memory_total_mib", int, "a whole number", where)),
+                    memory_total_mib=_bounded(g, "memory_total_mib", 0, MAX_GPU_MIB, where),
                 )
             )
         if gpus and nvidia is None:
@@ -215,6 +221,48 @@ class HardwareProfile:
 
 _FIX = "write the profile again with `kmx-tune probe --json > FILE`"
 
+# Bounds well past any real machine: beyond them a file is not a probe's output, and
+# numbers that big would only make advice like OMP_NUM_THREADS=10**100.
+MAX_CORES = 1 << 16
+MAX_GPUS = 1024
+MAX_GPU_MIB = 1 << 30  # 1 PiB
+MAX_CPU_LIMIT = float(MAX_CORES)
+_DRIVER = re.compile(r"\d{1,4}(\.\d{1,4}){0,3}")  # 580.159.04, 418.87.01, 535.104
+_CUDA = re.compile(r"\d{1,3}(\.\d{1,3})?")  # 13.0, 11.8 (NVML's CUDA driver version)
+
+# Keys of a raw capture (py-cpuinfo, NVML, lscpu, nvidia-smi output saved as JSON, as in
+# the project's fixtures), which is not a profile but is easily taken for one.
+_CAPTURE_KEYS = {
+    "cpuinfo": "py-cpuinfo",
+    "nvml": "NVML",
+    "lscpu": "lscpu",
+    "nvidia_smi_csv": "nvidia-smi",
+    "nvidia_smi_header": "nvidia-smi",
+}
+
+
+def _not_a_profile(data: Mapping[str, Any], schema: Any) -> str:
+    """Why *data* (a JSON object without the profile's schema) is not a profile: what
+    the file seems to be, and what to do."""
+    tools = list(dict.fromkeys(tool for key, tool in _CAPTURE_KEYS.items() if key in data))
+    if schema is None and tools:
+        return (
+            f"is a raw hardware capture ({', '.join(tools)} output), not a kmx-tune profile; "
+            "on the machine it describes, run `kmx-tune probe --json > FILE` and pass that file"
+        )
+    if schema is None:
+        return (
+            'is not a kmx-tune hardware profile (it has no "schema" key); write one with '
+            "`kmx-tune probe --json > FILE`"
+        )
+    shown = json.dumps(schema, default=str)[:60]
+    if isinstance(schema, str) and schema.startswith("kmx-tune/"):
+        return (
+            f"is a {shown} document, not a hardware profile ({SCHEMA}); write one with "
+            "`kmx-tune probe --json > FILE`"
+        )
+    return f"has schema {shown}, expected {SCHEMA!r}; {_FIX}"
+
 
 def _field_error(name: str, problem: str) -> UsageError:
     return UsageError(f"field {name!r} {problem}; {_FIX}")
@@ -228,8 +276,13 @@ def _get(data: Mapping[str, Any], key: str, kind: type, what: str, prefix: str =
     wrong_bool = isinstance(value, bool) and kind in (int, float)
     number = kind is float and isinstance(value, int)
     if wrong_bool or not (isinstance(value, kind) or number):
-        raise _field_error(prefix + key, f"must be {what}, not {json.dumps(value)[:40]}")
+        raise _field_error(prefix + key, f"must be {what}, not {_shown(value)}")
     return value
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _opt(data: Mapping[str, Any], key: str, kind: type, what: str, prefix: str = "") -> Any:
@@ -241,6 +294,8 @@ def _opt(data: Mapping[str, Any], key: str, kind: type, what: str, prefix: str =
 def _count(value: int, prefix: str, key: str = "logical_cores") -> int:
     if value < 1:
         raise _field_error(prefix + key, "must be at least 1")
+    if value > MAX_CORES:
+        raise _field_error(prefix + key, f"must be at most {MAX_CORES}")
     return value
 
 
@@ -249,11 +304,47 @@ def _opt_count(data: Mapping[str, Any], key: str, prefix: str) -> int | None:
     return None if value is None else _count(value, prefix, key)
 
 
+def _bounded(data: Mapping[str, Any], key: str, low: int, high: int, prefix: str) -> int:
+    value: int = _get(data, key, int, "a whole number", prefix)
+    if not low <= value <= high:
+        raise _field_error(prefix + key, f"must be between {low} and {high}")
+    return value
+
+
+def _cpu_limit(cpu: Mapping[str, Any]) -> float | None:
+    """cgroup_cpu_limit: null, or a finite number of CPUs above 0 (JSON files may hold
+    Infinity and NaN, which Python's json reads)."""
+    value = _opt(cpu, "cgroup_cpu_limit", float, "a number or null", "cpu.")
+    if value is None:
+        return None
+    if not (math.isfinite(value) and 0 < value <= MAX_CPU_LIMIT):
+        raise _field_error(
+            "cpu.cgroup_cpu_limit", f"must be a number of CPUs above 0, or null, not {value}"
+        )
+    return float(value)
+
+
+def _version_field(data: Mapping[str, Any], key: str, pattern: re.Pattern[str], looks: str) -> str:
+    value: str = _get(data, key, str, "a string", "nvidia.")
+    if not pattern.fullmatch(value):
+        raise _field_error(f"nvidia.{key}", f"must {looks}, not {_shown(value)}")
+    return value
+
+
 def _capability_str(value: Any) -> str:
-    """ "9.0" from "9.0", 9.0, (9, 0) or [9, 0]."""
+    """ "9.0" from "9.0", 9.0, (9, 0) or [9, 0]; ValueError for anything else, negative
+    or out-of-range numbers included."""
     if isinstance(value, (list, tuple)):
         major, minor = value
-        return f"{int(major)}.{int(minor)}"
-    text = str(value)
-    major, _, minor = text.partition(".")
-    return f"{int(major)}.{int(minor or 0)}"
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (major, minor)):
+            raise ValueError(value)
+    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        found = re.fullmatch(r"(\d{1,2})(?:\.(\d))?", str(value))
+        if found is None:
+            raise ValueError(value)
+        major, minor = int(found.group(1)), int(found.group(2) or 0)
+    else:
+        raise ValueError(value)
+    if not (1 <= major <= 99 and 0 <= minor <= 9):
+        raise ValueError(value)
+    return f"{major}.{minor}"
