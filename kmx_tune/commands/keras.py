@@ -6,6 +6,8 @@ imported inside the commands so ``kmx-tune --help`` stays fast."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -30,7 +32,7 @@ def _render_state(state: KerasJsonState) -> None:
     out.print(f"keras.json in effect: [bold]{plain(str(loc.path))}[/bold]")
     out.print(f"  chosen by: {plain(loc.source)}")
     if loc.path.is_symlink():
-        out.print(f"  symlink to: {plain(str(loc.path.resolve()))}")
+        out.print(f"  symlink to: {plain(_link_target(loc.path))}")
     if not state.exists:
         status = "missing (Keras creates it with its defaults on first import)"
     elif state.error:
@@ -54,6 +56,18 @@ def _render_state(state: KerasJsonState) -> None:
         out.print(f"\nNote: {plain(note)}")
 
 
+def _link_target(path: Path) -> str:
+    """Where the symlink *path* leads; a loop or a dead end is said, never raised."""
+    try:
+        return str(path.resolve(strict=True))
+    except (OSError, RuntimeError) as exc:
+        why = getattr(exc, "strerror", None) or "a symlink loop"
+        try:
+            return f"{os.readlink(path)} (cannot be followed: {why})"
+        except OSError:
+            return f"(cannot be followed: {why})"
+
+
 def _render_edit(result: EditResult) -> None:
     from kmx_tune.render import console, plain
 
@@ -63,7 +77,7 @@ def _render_edit(result: EditResult) -> None:
     out.print(f"keras.json: {plain(str(loc.path))}  ({plain(loc.source)})")
     if not result.changed:
         settings = ", ".join(f"{k} {_show(v)}" for k, v in result.after.items() if k in _KEYS)
-        out.print(f"Nothing to change ({settings}); nothing was written.")
+        out.print(f"Nothing to change ({plain(settings)}); nothing was written.")
     else:
         if result.created:
             out.print("  (new file, with Keras's defaults)")
