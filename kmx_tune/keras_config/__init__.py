@@ -39,13 +39,11 @@ from kmx_tune.keras_config.edit import (
     atomic_write,
     backup_path,
     dumps,
-    file_lock,
-    legacy_lock_path,
-    lock_path,
     next_numbered_backup,
     set_format,
     update,
 )
+from kmx_tune.keras_config.guard import file_lock, legacy_lock_path, lock_path
 from kmx_tune.keras_config.locate import (
     FILENAME,
     FLOATX_VALUES,

@@ -1,13 +1,13 @@
 """Edit keras.json safely: under a lock, atomically (kmx_tune.fsio), with a backup.
 
 - The lock is a hidden ``.keras.json.lock`` beside the file (out of sight in the user's
-  keras folder), opened without following a symlink.
+  keras folder), opened without following a symlink (:mod:`.guard`).
 - The previous content goes to ``keras.json.bak``; when ``--force`` replaces content
   Keras cannot read, it goes to a new numbered ``keras.json.bak.N`` that no later run
   overwrites, and the keys that a tolerant reading recovers are kept (:mod:`.salvage`).
 - In a folder that another user owns or may write to (the shared ``/tmp/.keras``
   fallback), a symlinked folder or keras.json is refused: someone else may have planted
-  it to make this user write elsewhere.
+  it to make this user write elsewhere (:mod:`.guard`).
 - Temporary files that a killed run left (of keras.json and of its backups) are removed
   by the next run.
 """
@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
-import fcntl
 import json
 import os
 import re
-import stat
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,9 +34,14 @@ from kmx_tune.fsio import (
     take_metadata,
     temp_output,
 )
+from kmx_tune.keras_config.guard import (
+    file_lock,
+    refuse_planted_links,
+    why,
+    write_error,
+)
 from kmx_tune.keras_config.locate import (
     KERAS_DEFAULTS,
-    LOCK_TIMEOUT_S,
     KerasJsonLocation,
     locate,
 )
@@ -129,139 +130,6 @@ def next_numbered_backup(target: Path) -> Path:
             int(m.group(1)) for name in os.listdir(target.parent) if (m := pattern.fullmatch(name))
         ]
     return numbered_backup_path(target, max(numbers) + 1)
-
-
-def lock_path(target: Path) -> Path:
-    """The hidden lock file beside *target*."""
-    return target.with_name(f".{target.name}.lock")
-
-
-def legacy_lock_path(target: Path) -> Path:
-    """Where kmx-tune 0.1 kept its lock, in sight: removed when nobody holds it."""
-    return target.with_name(target.name + ".lock")
-
-
-def _why(exc: OSError) -> str:
-    return exc.strerror or str(exc)
-
-
-def _write_error(exc: OSError, what: Path, original: Path) -> KmxError:
-    untouched = f"{original} was not changed" if original.exists() else "nothing was written"
-    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
-        return KmxError(
-            f"no space left on the disk holding {what}; {untouched}. Free some space and rerun"
-        )
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return KmxError(
-            f"cannot write in {what.parent} ({_why(exc)}); {untouched}. Fix its permissions, "
-            "or set KERAS_HOME (or --keras-home) to a writable folder"
-        )
-    return KmxError(f"cannot write {what} ({_why(exc)}); {untouched}")
-
-
-_LOCK_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-def _open_lock(lock: Path, target: Path) -> int:
-    """Open (or create) the lock file; never through a symlink, never a FIFO or device."""
-    try:
-        fd = os.open(lock, _LOCK_FLAGS | os.O_CREAT, 0o666)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise KmxError(
-                f"{lock} is a symlink: kmx-tune never follows one for its lock (someone may "
-                f"have planted it); remove it (rm {lock}) and rerun"
-            ) from exc
-        raise _write_error(exc, lock, target) from exc
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise KmxError(f"{lock} is not a regular file; remove it and rerun")
-    return fd
-
-
-def _remove_legacy_lock(target: Path) -> None:
-    """Remove the ``keras.json.lock`` an older kmx-tune left, if no process holds it (a
-    planted symlink there is neither followed nor removed)."""
-    legacy = legacy_lock_path(target)
-    try:
-        fd = os.open(legacy, _LOCK_FLAGS)
-    except OSError:
-        return
-    try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.unlink(legacy)
-    except OSError:
-        pass  # held by an older kmx-tune that is running now: its file, left alone
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def file_lock(target: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Hold an exclusive flock on the hidden ``.<target>.lock`` (never on the file that
-    is renamed).
-
-    The lock file stays after the run: deleting it would let a waiting process lock an
-    unlinked inode while a third creates a fresh one. It is hidden instead."""
-    lock = lock_path(target)
-    fd = _open_lock(lock, target)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise KmxError(
-                        f"another program has held {lock} for {timeout_s:.0f}s; "
-                        "wait for it to finish and rerun"
-                    ) from None
-                time.sleep(0.02)
-        _remove_legacy_lock(target)
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
-
-
-def _owner(uid: int) -> str:
-    import pwd
-
-    try:
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except KeyError:
-        return f"uid {uid}"
-
-
-def _refuse_planted_links(location: KerasJsonLocation) -> None:
-    """In a folder that another user owns or may write to (the shared /tmp/.keras
-    fallback above all), a symlink may have been planted to make this user create or
-    replace a file elsewhere: refuse to follow one there."""
-    folder = location.path.parent
-    me = os.geteuid()
-    try:
-        lst = os.lstat(folder)
-    except OSError:
-        return  # this run creates it, owned by this user
-    advice = "replace it with a real file, or set KERAS_HOME (or --keras-home) to a folder of yours"
-    if stat.S_ISLNK(lst.st_mode) and (location.tmp_fallback or lst.st_uid != me):
-        raise KmxError(
-            f"{folder} is a symlink (to {os.readlink(folder)}) owned by {_owner(lst.st_uid)} in a "
-            f"shared place; kmx-tune will not follow it: set KERAS_HOME (or --keras-home) to a "
-            "folder of yours"
-        )
-    try:
-        st = os.stat(folder)
-    except OSError:
-        return
-    shared = location.tmp_fallback or st.st_uid != me or bool(st.st_mode & stat.S_IWOTH)
-    if shared and location.path.is_symlink():
-        raise KmxError(
-            f"{location.path} is a symlink (to {os.readlink(location.path)}) in {folder}, a folder "
-            f"owned by {_owner(st.st_uid)} that others may write to; kmx-tune will not follow "
-            f"it there: {advice}"
-        )
 
 
 def _empty(state: KerasJsonState) -> bool:
@@ -401,7 +269,7 @@ def update(
     problems = validate(updates)
     if problems:
         raise UsageError("; ".join(p for _, p in problems))
-    _refuse_planted_links(location)
+    refuse_planted_links(location)
     target = _target(location.path)
 
     state = read(location, env)
@@ -418,7 +286,7 @@ def update(
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _write_error(exc, target, target) from exc
+        raise write_error(exc, target, target) from exc
     with file_lock(target):
         _clean_leftovers(target)
         # read again under the lock: another run may have changed the file meanwhile
@@ -434,7 +302,7 @@ def update(
                     old_stat = target.stat()
                 except OSError as exc:
                     raise KmxError(
-                        f"cannot read {target} ({_why(exc)}); nothing was changed"
+                        f"cannot read {target} ({why(exc)}); nothing was changed"
                     ) from exc
                 try:
                     if force and _needs_force(state, updates):
@@ -443,11 +311,11 @@ def update(
                         backup = backup_path(target)
                         atomic_write(backup, state.data, like=old_stat)
                 except OSError as exc:
-                    raise _write_error(exc, backup or backup_path(target), target) from exc
+                    raise write_error(exc, backup or backup_path(target), target) from exc
             try:
                 atomic_write(target, dumps(after).encode("utf-8"), like=old_stat)
             except OSError as exc:
-                raise _write_error(exc, target, target) from exc
+                raise write_error(exc, target, target) from exc
     return EditResult(
         location, target, changed, changed, False, not state.exists, before, after, changes,
         backup, tuple(warnings),
