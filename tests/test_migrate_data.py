@@ -156,6 +156,27 @@ def test_hdf5_loads_in_image_code_are_reported(call: str) -> None:
     assert "kmx-tune convert data.h5" in f.message
 
 
+def test_an_hdf5_dataset_saved_channels_last_is_reported_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import h5py
+
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["x_train"] = np.zeros((4, 16, 16, 3), np.uint8)
+        f["y_train"] = np.zeros((4, 1))
+    script = tmp_path / "train.py"
+    script.write_text(
+        CONV + "x = HDF5Matrix('data.h5', 'x_train')\ny = HDF5Matrix('data.h5', 'y_train')\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    (f,) = migrate_paths([script]).findings  # the labels are not images
+    assert f.code == "KMX502" and f.line == 2
+    assert "loads channels_last image data (x_train (4, 16, 16, 3))" in f.message
+    assert "kmx-tune convert data.h5, then load 'data.channels_first.h5'" in f.message
+    assert kmx("convert", "--in-place", "data.h5").exit_code == 0
+    assert migrate_paths([script]).findings == ()
+
+
 def test_keras_datasets_follow_keras_json_and_mnist_needs_its_channel_axis(
     tmp_path: Path,
 ) -> None:

@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from kmx_tune.migrate import MAX_SOURCE_BYTES, migrate_paths, write_reports
 from kmx_tune.migrate.files import check_paths
 from tests.cli import kmx

@@ -43,7 +43,7 @@ def check_keras_json(
         if to != CHANNELS_LAST and not code_sets_format:
             found.append(
                 finding(
-                    f"no keras.json yet at {path} ({loc.source}): Keras-MXNet writes one with "
+                    f"no keras.json yet ({loc.source}): Keras-MXNet writes one with "
                     f"channels_last on first import; the {to} code needs {to} -> {fix}"
                 )
             )
