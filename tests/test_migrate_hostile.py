@@ -10,7 +10,10 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from kmx_tune.migrate import MAX_SOURCE_BYTES, migrate_paths, write_reports
 from kmx_tune.migrate.files import check_paths
@@ -59,9 +62,7 @@ def test_a_file_changed_after_it_was_read_is_not_written(tmp_path: Path) -> None
     assert "changed after kmx-tune read it" in report_a.not_written
     assert report_b.written
     assert result.exit_code == 1 and result.fixed_count == 1
-    assert result.to_json()["not_written"] == [
-        {"file": str(a), "reason": report_a.not_written}
-    ]
+    assert result.to_json()["not_written"] == [{"file": str(a), "reason": report_a.not_written}]
 
 
 def test_a_file_removed_meanwhile_is_not_recreated(tmp_path: Path) -> None:
@@ -73,13 +74,46 @@ def test_a_file_removed_meanwhile_is_not_recreated(tmp_path: Path) -> None:
     assert not a.exists() and result.files[0].not_written is not None
 
 
-def test_the_cli_says_which_file_it_did_not_write(tmp_path: Path) -> None:
-    # through the command: the same check runs for every file it writes
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_an_edit_saved_during_a_real_run_is_kept(tmp_path: Path) -> None:
+    """The review's repro: `migrate --write .` over a.py and a file slow to analyse; a.py
+    is edited while the slow one is analysed (its child process is seen running)."""
     a = tmp_path / "a.py"
     a.write_text(MODEL)
-    result = kmx("migrate", "--write", str(a))
-    assert result.exit_code == 0 and a.read_text() == MODEL_FIRST
-    assert "Fixed 1 finding(s) in 1 file(s)" in result.stderr
+    # ~3,000 chained terms: CPython compiles it, libcst takes seconds
+    (tmp_path / "z_slow.py").write_text("x = " + "+".join(["1"] * 2900) + "\n")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "kmx_tune", "migrate", "--write", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_limit_memory,
+    )
+    try:
+        seen: dict[int, float] = {}
+        while run.poll() is None:  # wait for one analysis child to live for a second
+            now = time.monotonic()
+            for child in _children(run.pid):
+                seen.setdefault(child, now)
+            if any(now - t > 1.0 for c, t in seen.items() if c in _children(run.pid)):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the run ended before the slow file's analysis was seen")
+        edited = MODEL + "# IMPORTANT EDIT\n"
+        a.write_text(edited)
+        out, err = run.communicate(timeout=300)
+    finally:
+        run.kill()
+    assert run.returncode == 1
+    assert a.read_text() == edited
+    assert f"Not written: {a} changed after kmx-tune read it" in err
 
 
 # ---------------------------------------------------------------- S3: links out of DIR
@@ -219,8 +253,7 @@ def test_dev_zero_named_on_the_command_line_is_not_read(tmp_path: Path) -> None:
 def test_markup_and_escapes_in_names_and_code_are_printed_as_text(tmp_path: Path) -> None:
     path = tmp_path / "[red]m[x].py"
     path.write_text(
-        "from keras.layers import Conv2D\n"
-        "x = x.reshape(len('\x1b]0;PWNED\x07'), 28, 28, 1)\n"
+        "from keras.layers import Conv2D\nx = x.reshape(len('\x1b]0;PWNED\x07'), 28, 28, 1)\n"
     )
     result = kmx("migrate", str(path))
     assert result.exit_code == 1

@@ -126,7 +126,8 @@ _keras_home_option = click.option(
 @click.option(
     "--force",
     is_flag=True,
-    help="Replace content Keras cannot read (malformed JSON, bad values), after a backup.",
+    help="Replace content Keras cannot read (malformed JSON, bad values), keeping the keys "
+    "that can be read; the old file goes to a numbered keras.json.bak.N.",
 )
 @click.option("--show", is_flag=True, help="Show the keras.json in effect (same as `config`).")
 @json_option
@@ -145,7 +146,8 @@ def set_format(
     ~/.keras/keras.json, else /tmp/.keras/keras.json when the home folder is not
     writable), changes only image_data_format and backend, keeps every other key,
     and replaces the file atomically under a lock, with the old one kept as
-    keras.json.bak. A missing file is created with Keras's defaults.
+    keras.json.bak (keras.json.bak.N, never overwritten, when --force replaces
+    content Keras cannot read). A missing file is created with Keras's defaults.
 
     \b
     Example:

@@ -162,7 +162,7 @@ def write_reports(result: MigrationResult) -> MigrationResult:
     files = []
     for report in result.files:
         if report.changed:
-            why = write_file(report)
+            why = _write_checked(report)
             report = replace(report, written=why is None, not_written=why)
         files.append(report)
     return replace(result, files=tuple(files), write=True)
@@ -199,12 +199,17 @@ CHANGED = (
 )
 
 
-def write_file(report: FileReport) -> str | None:
+def write_file(report: FileReport) -> bool:
     """Write the rewritten text in place, atomically, keeping the file's mode (through
     a symlink: the file it points to), if the file still holds the bytes that were
-    analysed: checked before writing and again right before the rename. Returns None
-    when written, else why not."""
-    if not report.changed or report.new_source is None:
+    analysed. Returns True if written."""
+    return report.changed and _write_checked(report) is None
+
+
+def _write_checked(report: FileReport) -> str | None:
+    """:func:`write_file`, checking that the file holds the bytes analysed before writing
+    and again right before the rename. Returns None when written, else why not."""
+    if report.new_source is None:
         return "nothing to write"
     target = Path(os.path.realpath(report.path))
 

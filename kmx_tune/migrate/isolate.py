@@ -179,7 +179,7 @@ def analyse(raw: bytes, to: str, path: str, time_limit_s: float = TIME_LIMIT_S) 
         if sig == signal.SIGKILL:  # not ours: the kernel's out-of-memory killer
             return _not_analysed(path, raw, "its analysis was killed, most likely out of memory")
         name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
-        return _deep(path, raw, f"the parser crashed with {name}")
+        return _deep(path, raw, f"the analysis crashed with {name}, most likely in the parser")
     if os.WEXITSTATUS(status) != 0:
         code = os.WEXITSTATUS(status)
         return _not_analysed(path, raw, f"its analysis failed (exit status {code})")
