@@ -434,3 +434,39 @@ def test_kill_9_mid_write_leaves_only_what_the_next_run_cleans(tmp_path: Path, t
     kc.set_format("channels_first", location=loc, env={}, force=True)
     assert [p for p in path.parent.iterdir() if TEMP_MARK in p.name] == []
     assert json.loads(path.read_text())["my_setting"] == "precious"
+
+
+# ---------------------------------------------------------------- doctor --deep, real Keras
+
+
+@pytest.fixture(scope="module")
+def keras_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Python 3.8 venv with keras-mxnet, mxnet and numpy (never changed by the tests)."""
+    from tests.venvs import make_venv, pyenv_python
+
+    requirements = ["keras-mxnet==2.2.4.3", "mxnet==1.9.1", "numpy==1.23.5"]
+    venv = tmp_path_factory.mktemp("keras-venv") / "venv"
+    return make_venv(venv, requirements, pyenv_python("3.8"))
+
+
+@pytest.mark.venv
+def test_doctor_deep_with_a_fifo_keras_json_answers_at_once(
+    keras_python: Path, tmp_path: Path
+) -> None:
+    """`import keras` in the target would block on the FIFO (doctor used to wait for the
+    target's 120 s timeout, then blame the interpreter): the import is checked with a
+    scratch keras.json, and the FIFO is the keras.json finding."""
+    _, path = _kh(tmp_path)
+    os.mkfifo(path)
+    args = ("doctor", "--deep", "--json", "--python", str(keras_python), "--hardware", NO_GPU)
+    done = _cli(*args, kh=path.parent, timeout=100)
+    findings = {f["id"]: f for f in json.loads(done.stdout)["findings"]}
+    assert findings["keras.json"]["status"] == "fail" and "FIFO" in findings["keras.json"]["title"]
+    assert findings["keras.import"]["status"] == "ok"
+    assert stat_is_fifo(path)
+
+
+def stat_is_fifo(path: Path) -> bool:
+    import stat
+
+    return stat.S_ISFIFO(os.lstat(path).st_mode)
