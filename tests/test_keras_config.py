@@ -235,11 +235,11 @@ def test_set_format_edits_real_file_and_keeps_backup(tmp_path: Path) -> None:
     assert [(c.key, c.before, c.after) for c in res.changes] == [
         ("image_data_format", "channels_last", "channels_first")
     ]
-    # no temporary files are left behind
+    # no temporary files are left behind; the lock is hidden
     assert sorted(p.name for p in path.parent.iterdir()) == [
+        ".keras.json.lock",
         "keras.json",
         "keras.json.bak",
-        "keras.json.lock",
     ]
 
 
@@ -365,7 +365,9 @@ def test_force_replaces_unreadable_content_after_backup(tmp_path: Path, case: st
     loc, path = _kh(tmp_path)
     path.write_bytes(data)
     res = kc.set_format("channels_first", location=loc, env={}, force=True)
-    assert path.with_name("keras.json.bak").read_bytes() == data
+    # a forced replacement keeps the old file under a number no later run reuses
+    assert res.backup == path.with_name("keras.json.bak.1")
+    assert res.backup.read_bytes() == data
     assert path.read_text() == _first_import_text("channels_first")
     assert res.before is None and any("--force" in w for w in res.warnings)
 
@@ -431,7 +433,7 @@ def test_full_disk(tmp_path: Path) -> None:
         assert "no space left" in msg and "was not changed" in msg and "\n" not in msg
         assert path.read_bytes() == MXNET_FIRST.read_bytes()
         left = {p.name for p in disk.iterdir()} - {"filler", "filler2"}
-        assert left <= {"keras.json", "keras.json.lock"}  # no temporary or half backup
+        assert left <= {"keras.json", ".keras.json.lock"}  # no temporary or half backup
 
 
 # ---- concurrency: real processes

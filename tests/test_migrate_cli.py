@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -32,6 +33,22 @@ UNFIXABLE = "m = concatenate([u, v], axis=-1)\n"
 def run(*args: str) -> tuple[int, str, str]:
     result = kmx("migrate", *args)
     return result.exit_code, result.stdout, result.stderr
+
+
+def keras_json_says(fmt: str) -> None:
+    """The keras.json in effect, as `kmx-tune set-format FMT` leaves it."""
+    path = Path(os.environ["KERAS_HOME"]) / "keras.json"
+    path.write_text(json.dumps({"backend": "mxnet", "image_data_format": fmt}, indent=4))
+
+
+@pytest.fixture(autouse=True)
+def _keras_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keras and the code agree on channels_first here (migrate checks the keras.json in
+    effect; its findings, KMX601, have their own tests in test_migrate_data.py)."""
+    home = tmp_path / "keras-home"
+    home.mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    keras_json_says("channels_first")
 
 
 @pytest.fixture
@@ -93,7 +110,8 @@ def test_write_applies_in_place_and_keeps_mode(project: Path) -> None:
     assert model.read_text() == MODEL_FIRST
     assert stat.S_IMODE(model.stat().st_mode) == 0o640
     assert sorted(p.name for p in model.parent.iterdir()) == ["model.py"]  # no temp files left
-    # and back
+    # and back, with keras.json
+    keras_json_says("channels_last")
     code, _, _ = run("--write", "--to", "channels_last", str(project))
     assert code == 0
     assert model.read_text() == MODEL
@@ -173,6 +191,8 @@ def test_json_lists_findings(project: Path) -> None:
         "write": False,
         "files_checked": 1,
         "files_written": 0,
+        "not_written": [],
+        "skipped": [],
     }
     assert data["findings"][0] == {
         "file": str(project / "pkg" / "model.py"),

@@ -6,6 +6,8 @@ imported inside the commands so ``kmx-tune --help`` stays fast."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -30,7 +32,7 @@ def _render_state(state: KerasJsonState) -> None:
     out.print(f"keras.json in effect: [bold]{plain(str(loc.path))}[/bold]")
     out.print(f"  chosen by: {plain(loc.source)}")
     if loc.path.is_symlink():
-        out.print(f"  symlink to: {plain(str(loc.path.resolve()))}")
+        out.print(f"  symlink to: {plain(_link_target(loc.path))}")
     if not state.exists:
         status = "missing (Keras creates it with its defaults on first import)"
     elif state.error:
@@ -54,6 +56,18 @@ def _render_state(state: KerasJsonState) -> None:
         out.print(f"\nNote: {plain(note)}")
 
 
+def _link_target(path: Path) -> str:
+    """Where the symlink *path* leads; a loop or a dead end is said, never raised."""
+    try:
+        return str(path.resolve(strict=True))
+    except (OSError, RuntimeError) as exc:
+        why = getattr(exc, "strerror", None) or "a symlink loop"
+        try:
+            return f"{os.readlink(path)} (cannot be followed: {why})"
+        except OSError:
+            return f"(cannot be followed: {why})"
+
+
 def _render_edit(result: EditResult) -> None:
     from kmx_tune.render import console, plain
 
@@ -63,7 +77,7 @@ def _render_edit(result: EditResult) -> None:
     out.print(f"keras.json: {plain(str(loc.path))}  ({plain(loc.source)})")
     if not result.changed:
         settings = ", ".join(f"{k} {_show(v)}" for k, v in result.after.items() if k in _KEYS)
-        out.print(f"Nothing to change ({settings}); nothing was written.")
+        out.print(f"Nothing to change ({plain(settings)}); nothing was written.")
     else:
         if result.created:
             out.print("  (new file, with Keras's defaults)")
@@ -112,7 +126,8 @@ _keras_home_option = click.option(
 @click.option(
     "--force",
     is_flag=True,
-    help="Replace content Keras cannot read (malformed JSON, bad values), after a backup.",
+    help="Replace content Keras cannot read (malformed JSON, bad values), keeping the keys "
+    "that can be read; the old file goes to a numbered keras.json.bak.N.",
 )
 @click.option("--show", is_flag=True, help="Show the keras.json in effect (same as `config`).")
 @json_option
@@ -131,7 +146,8 @@ def set_format(
     ~/.keras/keras.json, else /tmp/.keras/keras.json when the home folder is not
     writable), changes only image_data_format and backend, keeps every other key,
     and replaces the file atomically under a lock, with the old one kept as
-    keras.json.bak. A missing file is created with Keras's defaults.
+    keras.json.bak (keras.json.bak.N, never overwritten, when --force replaces
+    content Keras cannot read). A missing file is created with Keras's defaults.
 
     \b
     Example:

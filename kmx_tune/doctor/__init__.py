@@ -183,9 +183,11 @@ def run_doctor(
     if isinstance(found, MissingTarget):
         chosen, missing = None, found.error
     with contextlib.ExitStack() as stack:
-        if deep and not state.exists:
+        if deep and (not state.exists or state.kind == "unreadable"):
             # Importing Keras writes a keras.json (channels_last) where it looks when
             # there is none: a check must not, so it writes into a folder that goes away.
+            # A keras.json Keras cannot read (a FIFO would hang the import) is reported on
+            # its own; the import is checked beside it, in the same kind of folder.
             scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="kmx-doctor-"))
             target_env = {**env, "KERAS_HOME": scratch}
 

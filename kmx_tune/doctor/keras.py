@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterator
 
+from kmx_tune import keras_config
 from kmx_tune.doctor.model import FAIL, KERAS_MXNET, OK, WARN, Context, Finding, MachineContext
 from kmx_tune.flavors import PY_NEWEST_KERAS_MXNET
 
@@ -99,13 +99,8 @@ def check_keras_json(ctx: MachineContext) -> Iterator[Finding]:
             set_format,
         )
     elif state.error:
-        # set-format --force replaces bad content but (rightly) not a folder
-        fix = (
-            f"{shlex.join(['mv', str(loc.path), f'{loc.path}.bak'])} && {set_format}"
-            if loc.path.is_dir()
-            else set_format + " --force"
-        )
-        yield Finding("keras.json", FAIL, state.error, where, fix)
+        # set-format --force replaces bad content, but what is not a file is moved aside
+        yield Finding("keras.json", FAIL, state.error, where, keras_config.repair_command(state))
         return
     else:
         yield Finding("keras.json", OK, f"keras.json found at {loc.path}", where)

@@ -39,11 +39,11 @@ from kmx_tune.keras_config.edit import (
     atomic_write,
     backup_path,
     dumps,
-    file_lock,
-    lock_path,
+    next_numbered_backup,
     set_format,
     update,
 )
+from kmx_tune.keras_config.guard import file_lock, legacy_lock_path, lock_path
 from kmx_tune.keras_config.locate import (
     FILENAME,
     FLOATX_VALUES,
@@ -53,27 +53,42 @@ from kmx_tune.keras_config.locate import (
     KerasJsonLocation,
     locate,
 )
-from kmx_tune.keras_config.state import KerasJsonState, effective_values, parse, read, validate
+from kmx_tune.keras_config.salvage import Salvage, salvage
+from kmx_tune.keras_config.state import (
+    MAX_BYTES,
+    KerasJsonState,
+    effective_values,
+    parse,
+    read,
+    repair_command,
+    validate,
+)
 
 __all__ = [
     "FILENAME",
     "FLOATX_VALUES",
     "KERAS_DEFAULTS",
     "LOCK_TIMEOUT_S",
+    "MAX_BYTES",
     "TMP_FALLBACK_BASE",
     "EditResult",
     "KerasJsonLocation",
     "KerasJsonState",
     "KeyChange",
+    "Salvage",
     "atomic_write",
     "backup_path",
     "dumps",
     "effective_values",
     "file_lock",
+    "legacy_lock_path",
     "lock_path",
     "locate",
+    "next_numbered_backup",
     "parse",
     "read",
+    "repair_command",
+    "salvage",
     "set_format",
     "update",
     "validate",

@@ -1,28 +1,51 @@
-"""Edit keras.json safely: under a lock, atomically (kmx_tune.fsio), with a backup."""
+"""Edit keras.json safely: under a lock, atomically (kmx_tune.fsio), with a backup.
+
+- The lock is a hidden ``.keras.json.lock`` beside the file (out of sight in the user's
+  keras folder), opened without following a symlink (:mod:`.guard`).
+- The previous content goes to ``keras.json.bak``; when ``--force`` replaces content
+  Keras cannot read, it goes to a new numbered ``keras.json.bak.N`` that no later run
+  overwrites, and the keys that a tolerant reading recovers are kept (:mod:`.salvage`).
+- In a folder that another user owns or may write to (the shared ``/tmp/.keras``
+  fallback), a symlinked folder or keras.json is refused: someone else may have planted
+  it to make this user write elsewhere (:mod:`.guard`).
+- Temporary files that a killed run left (of keras.json and of its backups) are removed
+  by the next run.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
-import fcntl
 import json
 import os
-import time
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kmx_tune.errors import KmxError, UsageError
 from kmx_tune.formats import FORMATS
-from kmx_tune.fsio import atomic_write
+from kmx_tune.fsio import (
+    OutputExistsError,
+    atomic_write,
+    clean_stale_temps,
+    publish,
+    take_metadata,
+    temp_output,
+)
+from kmx_tune.keras_config.guard import (
+    file_lock,
+    refuse_planted_links,
+    why,
+    write_error,
+)
 from kmx_tune.keras_config.locate import (
     KERAS_DEFAULTS,
-    LOCK_TIMEOUT_S,
     KerasJsonLocation,
     locate,
 )
+from kmx_tune.keras_config.salvage import Salvage, salvage
 from kmx_tune.keras_config.state import KerasJsonState, read, validate
 
 
@@ -94,97 +117,95 @@ def backup_path(target: Path) -> Path:
     return target.with_name(target.name + ".bak")
 
 
-def lock_path(target: Path) -> Path:
-    return target.with_name(target.name + ".lock")
+def numbered_backup_path(target: Path, number: int) -> Path:
+    return target.with_name(f"{target.name}.bak.{number}")
 
 
-def _why(exc: OSError) -> str:
-    return exc.strerror or str(exc)
-
-
-def _write_error(exc: OSError, what: Path, original: Path) -> KmxError:
-    untouched = f"{original} was not changed" if original.exists() else "nothing was written"
-    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
-        return KmxError(
-            f"no space left on the disk holding {what}; {untouched}. Free some space and rerun"
-        )
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return KmxError(
-            f"cannot write in {what.parent} ({_why(exc)}); {untouched}. Fix its permissions, "
-            "or set KERAS_HOME (or --keras-home) to a writable folder"
-        )
-    return KmxError(f"cannot write {what} ({_why(exc)}); {untouched}")
-
-
-@contextlib.contextmanager
-def file_lock(target: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Hold an exclusive flock on ``<target>.lock`` (never on the file that is renamed).
-
-    The lock file stays after the run: deleting it would let a waiting process lock an
-    unlinked inode while a third creates a fresh one."""
-    lock = lock_path(target)
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        raise _write_error(exc, lock, target) from exc
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise KmxError(
-                        f"another program has held {lock} for {timeout_s:.0f}s; "
-                        "wait for it to finish and rerun"
-                    ) from None
-                time.sleep(0.02)
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
+def next_numbered_backup(target: Path) -> Path:
+    """``keras.json.bak.N`` with N one more than the highest there now."""
+    pattern = re.compile(re.escape(target.name) + r"\.bak\.([0-9]{1,9})")
+    numbers = [0]
+    with contextlib.suppress(OSError):
+        numbers += [
+            int(m.group(1)) for name in os.listdir(target.parent) if (m := pattern.fullmatch(name))
+        ]
+    return numbered_backup_path(target, max(numbers) + 1)
 
 
 def _empty(state: KerasJsonState) -> bool:
     return state.kind == "malformed" and state.text is not None and not state.text.strip()
 
 
+def _needs_force(state: KerasJsonState, updates: Mapping[str, Any]) -> bool:
+    """Whether an edit would replace content Keras cannot read. A bad value that the
+    edit replaces anyway (say image_data_format "NCHW") and an empty file (read as {})
+    lose nothing."""
+    if state.kind == "bad-values":
+        return not set(state.bad_keys) <= set(updates)
+    return state.kind in ("malformed", "not-object") and not _empty(state)
+
+
+def _salvage(state: KerasJsonState) -> Salvage:
+    if state.kind == "malformed" and state.text is not None:
+        return salvage(state.text)
+    return Salvage({}, None)
+
+
 def _refuse(state: KerasJsonState, updates: Mapping[str, Any], force: bool) -> None:
-    """Raise unless ``state`` is something an edit may build on. A bad value that the edit
-    replaces anyway (say image_data_format "NCHW") is no reason to refuse."""
+    """Raise unless ``state`` is something an edit may build on."""
     if state.kind == "unreadable":
         raise KmxError(f"{state.error}; nothing was changed")
-    if state.kind == "bad-values" and set(state.bad_keys) <= set(updates):
-        return
-    if _empty(state):
-        return  # Keras reads it as {}: there is nothing to lose
-    if state.kind in ("malformed", "not-object", "bad-values") and not force:
-        bak = backup_path(_target(state.location.path))
+    if _needs_force(state, updates) and not force:
+        bak = next_numbered_backup(_target(state.location.path))
+        kept = ""
+        if state.kind == "malformed":
+            keys = list(_salvage(state).values)
+            kept = (
+                f", keeping the {len(keys)} keys it can read ({', '.join(keys)})"
+                if keys
+                else " (no key in it can be read)"
+            )
         raise UsageError(
             f"{state.error}. Nothing was changed: fix it by hand, or rerun with --force to "
-            f"replace what Keras cannot read (the old file is kept as {bak})"
+            f"replace what Keras cannot read{kept}; the old file is kept as {bak}"
         )
 
 
 def _plan(
     state: KerasJsonState, updates: Mapping[str, Any], force: bool
-) -> tuple[dict[str, Any] | None, dict[str, Any], list[str]]:
-    """(values before, values after, warnings) for ``updates`` applied to ``state``."""
+) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any], list[str]]:
+    """(values before, values the changes are shown against, values after, warnings)
+    for ``updates`` applied to ``state``."""
     _refuse(state, updates, force)
     warnings: list[str] = []
+    before: dict[str, Any] | None
     if not state.exists:
         before = None
+        base: dict[str, Any] = {}
         after = dict(KERAS_DEFAULTS)
     elif _empty(state):
-        before = None
+        before, base = None, {}
         after = dict(KERAS_DEFAULTS)
         warnings.append(f"{state.location.path} was empty: wrote Keras's defaults with the change")
     elif state.kind in ("malformed", "not-object"):
         before = None
-        after = dict(KERAS_DEFAULTS)
-        warnings.append(f"--force: replaced content Keras cannot read ({state.error})")
+        rescued = _salvage(state)
+        base = dict(rescued.values)
+        after = {**KERAS_DEFAULTS, **rescued.values}
+        reset = [k for k, _ in validate(after) if k not in updates]
+        for key in reset:
+            after[key] = KERAS_DEFAULTS[key]
+        kept_in = next_numbered_backup(_target(state.location.path))
+        note = (
+            f"--force: replaced content Keras cannot read ({state.error}); "
+            f"{rescued.describe(kept_in)}"
+        )
+        if reset:
+            note += f"; reset {', '.join(reset)} to Keras's default"
+        warnings.append(note)
     else:
         before = dict(state.values)
+        base = before
         after = dict(state.values)
         reset = [k for k in state.bad_keys if k not in updates]
         for key in reset:
@@ -192,16 +213,41 @@ def _plan(
         if reset:
             warnings.append(f"--force: reset {', '.join(reset)} to Keras's default")
     after.update(updates)
-    return before, after, warnings
+    return before, base, after, warnings
 
 
-def _changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> tuple[KeyChange, ...]:
-    before = before or {}
+def _changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[KeyChange, ...]:
     return tuple(
         KeyChange(k, before.get(k), v, k not in before)
         for k, v in after.items()
         if k not in before or not _same(before[k], v)
     )
+
+
+def _clean_leftovers(target: Path) -> list[Path]:
+    """Temporary files of keras.json and of its backups that killed runs left."""
+    return clean_stale_temps(target) + clean_stale_temps(backup_path(target))
+
+
+def _keep_numbered(target: Path, data: bytes, like: os.stat_result) -> Path:
+    """Write *data* to a new ``keras.json.bak.N`` and return it; an existing name (a
+    backup, or a link someone planted) is never replaced."""
+    # the temporary file is named after keras.json.bak, so the next run cleans it
+    with temp_output(backup_path(target), 0o600) as tmp:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(tmp.fd, view) :]
+        take_metadata(tmp.fd, like)
+        os.fsync(tmp.fd)
+        os.close(tmp.fd)
+        tmp.fd = -1
+        while True:
+            numbered = next_numbered_backup(target)
+            try:
+                publish(tmp.path, numbered, overwrite=False)
+            except OutputExistsError:
+                continue  # taken between the listing and the link: the next number
+            return numbered
 
 
 def update(
@@ -215,24 +261,24 @@ def update(
     """Set ``updates`` in keras.json, keeping every other key, its value and the order.
 
     Serialised by a lock; the file is replaced atomically after its old content is kept in
-    ``<file>.bak``. Nothing is written when nothing changes or on ``dry_run``. Raises
+    ``<file>.bak`` (or, when ``force`` replaces content Keras cannot read, in a new
+    ``<file>.bak.N``). Nothing is written when nothing changes or on ``dry_run``. Raises
     KmxError/UsageError (one line, the file untouched) for files it must not edit."""
     env = os.environ if env is None else env
     location = locate(env=env) if location is None else location
     problems = validate(updates)
     if problems:
         raise UsageError("; ".join(p for _, p in problems))
+    refuse_planted_links(location)
     target = _target(location.path)
 
-    def plan() -> tuple[KerasJsonState, dict[str, Any] | None, dict[str, Any], list[str]]:
-        state = read(location, env)
-        before, after, warnings = _plan(state, updates, force)
-        return state, before, after, warnings
-
-    state, before, after, warnings = plan()
-    changes = _changes(before, after)
+    state = read(location, env)
+    before, base, after, warnings = _plan(state, updates, force)
+    changes = _changes(base, after)
     changed = bool(changes) or not state.exists or state.kind != "ok"
     if dry_run or not changed:
+        if not dry_run:
+            _clean_leftovers(target)
         return EditResult(
             location, target, changed, False, dry_run, not state.exists, before, after,
             changes, None, tuple(warnings),
@@ -240,32 +286,36 @@ def update(
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _write_error(exc, target, target) from exc
+        raise write_error(exc, target, target) from exc
     with file_lock(target):
+        _clean_leftovers(target)
         # read again under the lock: another run may have changed the file meanwhile
-        state, before, after, warnings = plan()
-        changes = _changes(before, after)
+        state = read(location, env)
+        before, base, after, warnings = _plan(state, updates, force)
+        changes = _changes(base, after)
         changed = bool(changes) or not state.exists or state.kind != "ok"
         backup = None
         if changed:
             old_stat = None
-            if state.exists:
+            if state.exists and state.data is not None:
                 try:
-                    old_bytes = target.read_bytes()
                     old_stat = target.stat()
                 except OSError as exc:
                     raise KmxError(
-                        f"cannot read {target} ({_why(exc)}); nothing was changed"
+                        f"cannot read {target} ({why(exc)}); nothing was changed"
                     ) from exc
-                backup = backup_path(target)
                 try:
-                    atomic_write(backup, old_bytes, like=old_stat)
+                    if force and _needs_force(state, updates):
+                        backup = _keep_numbered(target, state.data, old_stat)
+                    else:
+                        backup = backup_path(target)
+                        atomic_write(backup, state.data, like=old_stat)
                 except OSError as exc:
-                    raise _write_error(exc, backup, target) from exc
+                    raise write_error(exc, backup or backup_path(target), target) from exc
             try:
                 atomic_write(target, dumps(after).encode("utf-8"), like=old_stat)
             except OSError as exc:
-                raise _write_error(exc, target, target) from exc
+                raise write_error(exc, target, target) from exc
     return EditResult(
         location, target, changed, changed, False, not state.exists, before, after, changes,
         backup, tuple(warnings),

@@ -1,10 +1,18 @@
 """keras.json as Keras would see it: read, parsed, validated; never raises for bad
-content."""
+content.
+
+Reading is bounded: the file is opened without blocking (a FIFO would hang ``import
+keras`` and would hang us), only a regular file is read, and at most :data:`MAX_BYTES`
+of it; JSON that nests too deeply or holds an integer Python refuses to convert is an
+error in the state, never an exception."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shlex
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +24,17 @@ from kmx_tune.keras_config.locate import (
     KerasJsonLocation,
     locate,
 )
+
+# A keras.json holds a handful of settings (Keras-MXNet writes 100 bytes): reading more
+# than this is reading something that is not a keras.json.
+MAX_BYTES = 1 << 20
+
+_NOT_A_FILE = {
+    stat.S_IFIFO: ("a FIFO (named pipe)", "import keras would hang reading it"),
+    stat.S_IFCHR: ("a character device", "import keras would read it without end"),
+    stat.S_IFBLK: ("a block device", "import keras would read the whole device"),
+    stat.S_IFSOCK: ("a socket", "import keras cannot read it"),
+}
 
 
 @dataclass(frozen=True)
@@ -30,6 +49,7 @@ class KerasJsonState:
     text: str | None = None  # the file's text as read, None when it could not be read
     kind: str = "ok"  # ok | missing | malformed | not-object | bad-values | unreadable
     bad_keys: tuple[str, ...] = ()  # keys whose value Keras rejects
+    data: bytes | None = None  # the file's bytes as read, None when it could not be read
 
     @property
     def effective(self) -> dict[str, tuple[Any, str]]:
@@ -99,7 +119,33 @@ def _json_error(exc: json.JSONDecodeError) -> str:
     return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
 
 
-def parse(text: str, location: KerasJsonLocation, backend_override: str | None) -> KerasJsonState:
+def _loads(text: str) -> tuple[Any, str | None]:
+    """(the parsed JSON, None) or (None, why it cannot be read). Keras catches ValueError
+    only (and reads the file as {}); a RecursionError makes ``import keras`` fail."""
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return (
+            None,
+            f"is not valid JSON: {_json_error(exc)} (Keras ignores it and uses its defaults)",
+        )
+    except ValueError as exc:  # int("9" * 5000): Python's limit on integer digits
+        if "digits" not in str(exc):
+            raise
+        return None, (
+            "holds an integer with more than 4300 digits, which Python refuses to read "
+            "(Keras ignores the file and uses its defaults)"
+        )
+    except RecursionError:
+        return None, "is nested too deeply to read (import keras fails on it: RecursionError)"
+
+
+def parse(
+    text: str,
+    location: KerasJsonLocation,
+    backend_override: str | None,
+    data: bytes | None = None,
+) -> KerasJsonState:
     """Judge keras.json text the way Keras would read it."""
     where = str(location.path)
     if not text.strip():
@@ -111,19 +157,12 @@ def parse(text: str, location: KerasJsonLocation, backend_override: str | None) 
             backend_override,
             text,
             "malformed",
+            data=data,
         )
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
+    obj, why = _loads(text)
+    if why is not None:
         return KerasJsonState(
-            location,
-            True,
-            {},
-            f"{where} is not valid JSON: {_json_error(exc)} "
-            "(Keras ignores it and uses its defaults)",
-            backend_override,
-            text,
-            "malformed",
+            location, True, {}, f"{where} {why}", backend_override, text, "malformed", data=data
         )
     if not isinstance(obj, dict):
         return KerasJsonState(
@@ -134,6 +173,7 @@ def parse(text: str, location: KerasJsonLocation, backend_override: str | None) 
             backend_override,
             text,
             "not-object",
+            data=data,
         )
     problems = validate(obj)
     if problems:
@@ -146,8 +186,52 @@ def parse(text: str, location: KerasJsonLocation, backend_override: str | None) 
             text,
             "bad-values",
             tuple(k for k, _ in problems),
+            data,
         )
-    return KerasJsonState(location, True, obj, None, backend_override, text, "ok")
+    return KerasJsonState(location, True, obj, None, backend_override, text, "ok", data=data)
+
+
+class _CannotRead(Exception):
+    """keras.json is there but is not something to read: the message says what it is."""
+
+
+def read_bounded(path: os.PathLike[str] | str) -> bytes:
+    """The bytes of the regular file at *path* (a symlink is followed), at most
+    :data:`MAX_BYTES`. Never blocks on a FIFO and never reads a device. Raises OSError
+    (FileNotFoundError, NotADirectoryError, ...) or _CannotRead with the reason."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        kind = stat.S_IFMT(st.st_mode)
+        if kind == stat.S_IFDIR:
+            raise _CannotRead(
+                f"{path} is a directory, not a file (import keras fails on it); move it away"
+            )
+        if kind != stat.S_IFREG:
+            what, why = _NOT_A_FILE.get(kind, ("not a regular file", "Keras cannot read it"))
+            raise _CannotRead(f"{path} is {what}, not a file: {why}; move it away")
+        if st.st_size > MAX_BYTES:
+            raise _CannotRead(_too_large(path, st.st_size))
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_BYTES:  # the size may grow while we read
+            chunk = os.read(fd, MAX_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_BYTES:
+            raise _CannotRead(_too_large(path, size))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _too_large(path: os.PathLike[str] | str, size: int) -> str:
+    return (
+        f"{path} is {size} bytes, more than the {MAX_BYTES >> 20} MiB kmx-tune reads "
+        "(a keras.json holds a few settings); move it away"
+    )
 
 
 def read(
@@ -159,18 +243,10 @@ def read(
     location = locate(env=env) if location is None else location
     override = env.get("KERAS_BACKEND")
     path = location.path
-    if path.is_dir():
-        return KerasJsonState(
-            location,
-            True,
-            {},
-            f"{path} is a directory, not a file (import keras fails on it); move it away",
-            override,
-            None,
-            "unreadable",
-        )
     try:
-        data = path.read_bytes()
+        data = read_bounded(path)
+    except _CannotRead as exc:
+        return KerasJsonState(location, True, {}, str(exc), override, None, "unreadable")
     except FileNotFoundError:
         # also a dangling symlink: Keras creates its target on first import
         return KerasJsonState(location, False, {}, None, override, None, "missing")
@@ -187,15 +263,10 @@ def read(
             "unreadable",
         )
     except OSError as exc:
-        return KerasJsonState(
-            location,
-            True,
-            {},
-            f"cannot read {path}: {exc.strerror or exc}",
-            override,
-            None,
-            "unreadable",
-        )
+        why = f"cannot read {path}: {exc.strerror or exc}"
+        if exc.errno == errno.ELOOP:
+            why = f"{path} is a symlink that never reaches a file ({exc.strerror}); move it away"
+        return KerasJsonState(location, True, {}, why, override, None, "unreadable")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -207,8 +278,24 @@ def read(
             override,
             None,
             "malformed",
+            data=data,
         )
-    return parse(text, location, override)
+    return parse(text, location, override, data)
+
+
+def repair_command(state: KerasJsonState, image_data_format: str = "channels_first") -> str:
+    """The command that gives Keras a usable keras.json in place of *state*'s file.
+
+    ``set-format --force`` replaces content Keras cannot read; what kmx-tune will not
+    read or replace (a folder, a FIFO, a device, a symlink loop, a huge file) is moved
+    aside first, so nothing is lost."""
+    set_format = f"kmx-tune set-format {image_data_format}"
+    if state.kind != "unreadable" or not os.path.lexists(state.location.path):
+        return set_format + (" --force" if state.error else "")
+    path = str(state.location.path)
+    # a folder keeps the name doctor has always printed for it
+    aside = path + (".bak" if os.path.isdir(path) and not os.path.islink(path) else ".broken")
+    return f"{shlex.join(['mv', path, aside])} && {set_format}"
 
 
 def effective_values(state: KerasJsonState) -> dict[str, tuple[Any, str]]:

@@ -60,3 +60,9 @@ BACKEND = frozenset({"K", "backend"})
 NP_CREATORS = frozenset({"zeros", "ones", "empty", "full"})
 # Calls whose result says which layout is in effect: code under such an `if` is left alone.
 GUARD_CALLS = frozenset({"image_data_format", "image_dim_ordering"})
+# Calls that set an environment variable: ``os.environ.setdefault``, ``os.putenv``.
+ENVIRON_SETTERS = frozenset({"setdefault", "putenv"})
+# keras.datasets loaders whose images come in the layout keras.json says
+# (keras/datasets/cifar10.py of keras-mxnet 2.2.4.3 transposes only for channels_last);
+# mnist and fashion_mnist give (N, 28, 28), whose channel axis the code adds itself.
+KERAS_IMAGE_DATASETS = frozenset({"cifar10", "cifar100"})

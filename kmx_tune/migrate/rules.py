@@ -10,20 +10,21 @@ None to leave it as it is. A new case is one function and one entry in
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Optional, Protocol
 
 import libcst as cst
 
+from kmx_tune.migrate.indexing import new_axis
 from kmx_tune.migrate.knowledge import (
     BACKEND,
+    ENVIRON_SETTERS,
     LAYOUT_FREE,
     NOT_KERAS,
     NP_CREATORS,
     NUMPY,
     TIME_FIRST,
 )
+from kmx_tune.migrate.loads import environ_call, h5py_file, hdf5_matrix, np_load
 from kmx_tune.migrate.nodes import (
     Items,
     code_of,
@@ -39,7 +40,6 @@ from kmx_tune.migrate.nodes import (
     root_name,
     with_values,
 )
-from kmx_tune.migrate.prescan import Prescan
 from kmx_tune.migrate.shapes import (
     AMBIGUOUS,
     IMAGE_LENGTHS,
@@ -47,38 +47,7 @@ from kmx_tune.migrate.shapes import (
     rotate,
     shape_edit,
 )
-
-
-class Site(Protocol):
-    """What a rule may ask of the transformer walking the file."""
-
-    to_first: bool
-    target: str  # the layout migrated to
-    source_format: str  # the layout migrated from
-    prescan: Prescan
-
-    def report(
-        self,
-        node: cst.CSTNode,
-        code: str,
-        message: str,
-        replacement: cst.CSTNode | None,
-        reason: str | None = None,
-    ) -> None:
-        """Record a finding at *node*; *replacement* None: not rewritten, for *reason*."""
-        ...
-
-    def is_image(self, node: cst.BaseExpression) -> bool:
-        """Whether *node* is known to be an image tensor (a conv output, say)."""
-        ...
-
-    def is_applied(self, call: cst.Call) -> bool:
-        """Whether *call* makes a layer that is applied on the spot: ``Layer(...)(x)``."""
-        ...
-
-
-CallRule = Callable[[Site, cst.Call, cst.Call], Optional[cst.Call]]
-
+from kmx_tune.migrate.site import CallRule, Site, SubscriptRule, data_reason
 
 # -- axes: KMX201, KMX202, KMX402 ----------------------------------------------------------
 
@@ -162,19 +131,12 @@ def concatenate_function(site: Site, original: cst.Call, updated: cst.Call) -> c
     return _concat(site, original, updated, 1, first.value if first is not None else None)
 
 
-def _data_reason(site: Site) -> str | None:
-    """Why numpy data in this file may not be images, or None when it uses image layers."""
-    if site.prescan.has_image_layers:
-        return None
-    return "no convolution or pooling layers in this file, so the data may not be images"
-
-
 def expand_dims(site: Site, original: cst.Call, updated: cst.Call) -> cst.Call | None:
     """KMX402: ``np.expand_dims(x, -1)`` on image data."""
     if receiver_name(original.func) not in NUMPY:
         return None
     return _axis_edit(
-        site, original, updated, 1, "KMX402", code_of(original.func), _data_reason(site)
+        site, original, updated, 1, "KMX402", code_of(original.func), data_reason(site)
     )
 
 
@@ -354,7 +316,7 @@ def reshape(site: Site, original: cst.Call, updated: cst.Call) -> cst.Call | Non
         return None
     span: cst.CSTNode = shape_arg.value if shape_arg is not None else original
     message = f"{code_of(span)} gives {site.source_format} image data"
-    reason = _data_reason(site)
+    reason = data_reason(site)
     if rotated is None or reason is not None:
         site.report(span, "KMX401", message, None, reason or AMBIGUOUS)
         return None
@@ -383,12 +345,20 @@ CALL_RULES: dict[str, CallRule] = {
     "expand_dims": expand_dims,  # KMX402
     "reshape": reshape,  # KMX401
     **dict.fromkeys(NP_CREATORS, np_create),  # KMX403
+    "load": np_load,  # KMX501
+    "HDF5Matrix": hdf5_matrix,  # KMX502
+    "File": h5py_file,  # KMX502
+    **dict.fromkeys(ENVIRON_SETTERS, environ_call),  # KMX602
 }
 # Layers applied on the spot, ``Layer(...)(inputs)``, by the layer's name: these rules
 # see the inputs. Such a call gets no other rule.
 APPLIED_RULES: dict[str, CallRule] = {
     "Concatenate": applied_concatenate,  # KMX202
 }
+# Subscripts: every ``x[...]`` is offered to these.
+SUBSCRIPT_RULES: tuple[SubscriptRule, ...] = (
+    new_axis,  # KMX402
+)
 # Arguments that any call may carry, checked after the call's own rule.
 EVERY_CALL: tuple[CallRule, ...] = (
     shape_args,  # KMX101, KMX102, KMX103

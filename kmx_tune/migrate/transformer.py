@@ -3,15 +3,24 @@ names hold image tensors, and applies the rules."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import libcst as cst
 from libcst.metadata import PositionProvider
 
 from kmx_tune.formats import CHANNELS_FIRST, other
 from kmx_tune.migrate.knowledge import IMAGE_LAYER, MERGE, NOT_KERAS, PRESERVING
+from kmx_tune.migrate.loads import environ_assign
 from kmx_tune.migrate.model import NOT_REWRITTEN, CodeFinding
 from kmx_tune.migrate.nodes import code_of, find_arg, items_of, last_name, paren_width, root_name
 from kmx_tune.migrate.prescan import Prescan, is_guard
-from kmx_tune.migrate.rules import APPLIED_RULES, CALL_RULES, EVERY_CALL, assigned_shape
+from kmx_tune.migrate.rules import (
+    APPLIED_RULES,
+    CALL_RULES,
+    EVERY_CALL,
+    SUBSCRIPT_RULES,
+    assigned_shape,
+)
 from kmx_tune.migrate.shapes import IMAGE_LENGTHS, is_channel
 
 
@@ -22,9 +31,10 @@ class Migrator(cst.CSTTransformer):
 
     METADATA_DEPENDENCIES = (PositionProvider,)
 
-    def __init__(self, path: str, to: str, prescan: Prescan) -> None:
+    def __init__(self, path: str, to: str, prescan: Prescan, folder: Path | None = None) -> None:
         super().__init__()
         self.path = path
+        self.folder = folder
         self.to_first = to == CHANNELS_FIRST
         self.target = to
         self.source_format = other(to)
@@ -140,6 +150,8 @@ class Migrator(cst.CSTTransformer):
     def leave_Assign(
         self, original_node: cst.Assign, updated_node: cst.Assign
     ) -> cst.BaseSmallStatement:
+        if not self._guarded:
+            environ_assign(self, original_node)  # KMX602, reported only
         if len(original_node.targets) != 1:
             return updated_node
         target = original_node.targets[0].target
@@ -152,7 +164,19 @@ class Migrator(cst.CSTTransformer):
         new = assigned_shape(self, target.value, original_node, updated_node)
         return updated_node if new is None else new
 
-    # -- calls -----------------------------------------------------------------------------
+    # -- subscripts and calls --------------------------------------------------------------
+
+    def leave_Subscript(
+        self, original_node: cst.Subscript, updated_node: cst.Subscript
+    ) -> cst.BaseExpression:
+        if self._guarded:
+            return updated_node
+        current = updated_node
+        for rule in SUBSCRIPT_RULES:
+            new = rule(self, original_node, current)
+            if new is not None:
+                current = new
+        return current
 
     def is_applied(self, call: cst.Call) -> bool:
         return id(call) in self._applied_layers
