@@ -14,7 +14,7 @@ import pytest
 
 from tests.cli import kmx
 from tests.conftest import HARDWARE
-from tests.venvs import make_venv, pip_freeze
+from tests.venvs import make_venv, pip_freeze, pyenv_python
 
 H100 = HARDWARE / "h100-intel-xeon" / "kmx-profile.json"
 EPYC = HARDWARE / "epyc-no-gpu" / "kmx-profile.json"
@@ -205,3 +205,17 @@ def test_real_failed_verification_rolls_back(tmp_path: Path) -> None:
     after = pip_freeze(python)
     assert after == before
     assert after["mxnet-native"] == "1.8.0.post0" and "mxnet" not in after
+
+
+@pytest.mark.network
+def test_python_36s_old_pip_gets_the_upgrade_that_works_there(tmp_path: Path) -> None:
+    """A Python 3.6 venv comes with pip 18.1, which cannot see manylinux2014 wheels; a plain
+    `pip install --upgrade pip` fails there (newer pips need Python >= 3.7), so the advice
+    pins the newest pip for 3.6."""
+    venv = tmp_path / "v36"
+    subprocess.run([str(pyenv_python("3.6")), "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    code, _, err = _run("--python", str(python), "--dry-run", "--hardware", str(EPYC))
+    assert code == 2
+    assert "cannot see manylinux2014 wheels" in err
+    assert f"`{python} -m pip install --upgrade 'pip<22'`" in err

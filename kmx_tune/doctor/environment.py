@@ -10,26 +10,22 @@ from pathlib import Path
 from kmx_tune import versions
 from kmx_tune.dists import Distribution
 from kmx_tune.doctor.model import OK, WARN, Context, Finding, MachineContext
+from kmx_tune.install.pip import PIP_FOR_PYTHON, pip_upgrade_args
 
 KMP_AFFINITY = "granularity=fine,compact,1,0"  # MXNet performance guide
 
 
 # pip learned the manylinux2014 tag of every MXNet 1.6+ wheel in 19.3 (PEP 599)
 PIP_MANYLINUX2014 = "19.3"
+
+
 # The newest pip each old Python can run (pip 22.0 dropped 3.6, 24.1 dropped 3.7, 25.1
 # dropped 3.8). A plain `pip install --upgrade pip` can pick a pip the Python cannot run
 # and fail ("pip requires Python '>=3.10'"), as it did on a Python 3.6 with a
 # find-links folder of new wheels; `--upgrade 'pip<22'` worked there.
-PIP_FOR_PYTHON: dict[tuple[int, int], str] = {
-    (3, 6): "pip<22",
-    (3, 7): "pip<24.1",
-    (3, 8): "pip<25.1",
-}
-
-
 def pip_upgrade(ctx: Context) -> str:
     """The pip upgrade that works on the target's Python."""
-    return ctx.pip("install", "--upgrade", PIP_FOR_PYTHON.get(ctx.py, "pip"))
+    return ctx.pip(*pip_upgrade_args(ctx.py))
 
 
 def check_python(ctx: Context) -> Iterator[Finding]:

@@ -21,6 +21,7 @@ from kmx_tune.install.pip import (
     PipRun,
     offline_hint,
     offline_reason,
+    pip_upgrade_args,
     run_pip,
 )
 from kmx_tune.install.plan import InstallPlan, wiring_requirement
@@ -186,7 +187,7 @@ def _check_served(plan: InstallPlan, pip: PipOptions) -> None:
         raise NotServedError(
             f"{plan.requirement} is not served for {where}"
             + (f"; {shown}" if shown else f" ({run.error_line()})")
-            + _old_pip_hint(plan.python)
+            + _old_pip_hint(plan.python, plan.python_version)
         )
     if not served and pip.no_index:
         folders = ", ".join(pip.find_links) or "the --find-links folders of your pip configuration"
@@ -211,10 +212,12 @@ def _shorten(versions: Sequence[str]) -> str:
     return ", ".join(versions[:8]) + (", ..." if len(versions) > 8 else "")
 
 
-def _old_pip_hint(python: str) -> str:
+def _old_pip_hint(python: str, python_version: str) -> str:
     """pip older than 19.3 does not know the manylinux2014 tag of every MXNet 1.6+ wheel."""
     run = run_pip(python, ["--version"])
     found = re.match(r"pip (\S+)", run.output.strip())
+    release = versions.release(python_version)
+    py = (release[0], release[1]) if len(release) >= 2 else (3, 0)
     if (
         found is None
         or versions.parse(found.group(1)) is None
@@ -223,5 +226,5 @@ def _old_pip_hint(python: str) -> str:
         return ""
     return (
         f"; its pip {found.group(1) if found else ''} cannot see manylinux2014 wheels: "
-        f"upgrade it with `{python} -m pip install --upgrade pip`"
+        f"upgrade it with `{shlex.join([python, '-m', 'pip', *pip_upgrade_args(py)])}`"
     )

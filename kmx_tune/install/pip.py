@@ -32,6 +32,22 @@ _OFFLINE_MARKERS = (
 NOT_FOUND_MARKERS = ("No matching distribution found", "Could not find a version that satisfies")
 
 
+# The newest pip each old Python can run: a plain `pip install --upgrade pip` there fails
+# where the index also serves newer pips (seen on 3.6: "pip requires Python '>=3.10'"
+# from a find-links folder), and `pip install 'pip<22'` without --upgrade is "already
+# satisfied" by pip 18.1. Source: each pip release's Requires-Python on the index.
+PIP_FOR_PYTHON: dict[tuple[int, int], str] = {
+    (3, 6): "pip<22",
+    (3, 7): "pip<24.1",
+    (3, 8): "pip<25.1",
+}
+
+
+def pip_upgrade_args(python_version: tuple[int, int]) -> list[str]:
+    """``pip install`` arguments that upgrade pip as far as *python_version* allows."""
+    return ["install", "--upgrade", PIP_FOR_PYTHON.get(python_version, "pip")]
+
+
 class OfflineError(UsageError):
     """pip cannot reach any package index."""
 
