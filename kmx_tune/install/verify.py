@@ -65,77 +65,12 @@ def judge(
     plan: InstallPlan, report: Mapping[str, Any], installed: Mapping[str, Distribution]
 ) -> Verification:
     """Pure: the problems in a verify report (kmx_verify_mxnet.py) and pip's list."""
-    problems: list[str] = []
-    mx_dists = sorted(
-        (d for key, d in installed.items() if is_mxnet_distribution(key)), key=lambda d: d.name
-    )
-    if not (
-        len(mx_dists) == 1
-        and normalize(mx_dists[0].name) == normalize(plan.package)
-        and (
-            mx_dists[0].version == plan.version or versions.same(mx_dists[0].version, plan.version)
-        )
-    ):
-        found = ", ".join(d.requirement for d in mx_dists) or "none"
-        problems.append(
-            f"pip lists these MXNet distributions: {found}; expected {plan.requirement} only"
-        )
-    if report.get("crash"):
-        problems.append(report["crash"])
-    elif report.get("import_error"):
-        hint = ""
-        if report.get("library_path"):
-            hint = (
-                f" (MXNET_LIBRARY_PATH={report['library_path']} is set: mxnet loads that file "
-                "instead of the wheel's library; unset it)"
-            )
-        missing = re.search(
-            r"(lib[\w.+-]+\.so[\w.]*): cannot open shared object", report["import_error"]
-        )
-        if missing and not hint:
-            hint = (
-                f" ({missing.group(1)} is not found by the dynamic loader: `kmx-tune doctor "
-                f"--python {plan.python}` lists every library libmxnet.so needs and where each "
-                "is or is not)"
-            )
-        problems.append(f"import mxnet failed: {report['import_error']}{hint}")
-    elif not report.get("mxnet_file"):
-        # a namespace package: what is left of a folder another flavor's uninstall emptied
-        problems.append(
-            "import mxnet found a folder without __init__.py: the package's files are "
-            "missing (reinstall it with pip install --force-reinstall)"
-        )
+    problems = _distribution_problems(plan, installed)
+    import_problem = _import_problem(plan, report)
+    if import_problem is not None:
+        problems.append(import_problem)
     else:
-        version = report.get("mxnet_version") or "?"
-        if versions.release(version) != versions.release(plan.version):
-            problems.append(f"import mxnet gave version {version}, expected {plan.version}")
-        new = installed.get(normalize(plan.package))
-        mx_file = report.get("mxnet_file") or ""
-        if (
-            new
-            and new.location
-            and not os.path.realpath(mx_file).startswith(os.path.realpath(new.location) + os.sep)
-        ):
-            problems.append(
-                f"import mxnet found {mx_file}, not the installed one in {new.location} "
-                "(check PYTHONPATH)"
-            )
-        features = report.get("features")
-        if features is None:
-            problems.append(f"mx.runtime.Features() failed: {report.get('features_error')}")
-        else:
-            if plan.gpu and not features.get("CUDA"):
-                problems.append("mx.runtime.Features() has no CUDA in a GPU flavor")
-            if plan.expect_mkldnn and not features.get("MKLDNN"):
-                problems.append("mx.runtime.Features() has no MKLDNN")
-        problems.extend(_ops_problems(report, "cpu"))
-        if plan.gpu:
-            if report.get("num_gpus_error"):
-                problems.append(f"mx.context.num_gpus() failed: {report['num_gpus_error']}")
-            elif not report.get("num_gpus"):
-                problems.append("mx.context.num_gpus() is 0: MXNet sees no GPU")
-            else:
-                problems.extend(_ops_problems(report, "gpu"))
+        problems += _runtime_problems(plan, report, installed)
     wiring = report.get("wiring") or {}
     for error in wiring.get("errors", ()):
         problems.append(f"kmx-tune's CUDA library wiring could not load {error}")
@@ -155,6 +90,91 @@ def judge(
             for name, value in (report.get(f"{where}_ops") or {}).items()
         },
     )
+
+
+def _distribution_problems(plan: InstallPlan, installed: Mapping[str, Distribution]) -> list[str]:
+    """pip must list exactly the planned MXNet distribution at the planned version."""
+    mx_dists = sorted(
+        (d for key, d in installed.items() if is_mxnet_distribution(key)), key=lambda d: d.name
+    )
+    if (
+        len(mx_dists) == 1
+        and normalize(mx_dists[0].name) == normalize(plan.package)
+        and (
+            mx_dists[0].version == plan.version or versions.same(mx_dists[0].version, plan.version)
+        )
+    ):
+        return []
+    found = ", ".join(d.requirement for d in mx_dists) or "none"
+    return [f"pip lists these MXNet distributions: {found}; expected {plan.requirement} only"]
+
+
+def _import_problem(plan: InstallPlan, report: Mapping[str, Any]) -> str | None:
+    """Why `import mxnet` did not give a module, with the likeliest cause; None if it did."""
+    if report.get("crash"):
+        return str(report["crash"])
+    if report.get("import_error"):
+        hint = ""
+        if report.get("library_path"):
+            hint = (
+                f" (MXNET_LIBRARY_PATH={report['library_path']} is set: mxnet loads that file "
+                "instead of the wheel's library; unset it)"
+            )
+        missing = re.search(
+            r"(lib[\w.+-]+\.so[\w.]*): cannot open shared object", report["import_error"]
+        )
+        if missing and not hint:
+            hint = (
+                f" ({missing.group(1)} is not found by the dynamic loader: `kmx-tune doctor "
+                f"--python {plan.python}` lists every library libmxnet.so needs and where each "
+                "is or is not)"
+            )
+        return f"import mxnet failed: {report['import_error']}{hint}"
+    if not report.get("mxnet_file"):
+        # a namespace package: what is left of a folder another flavor's uninstall emptied
+        return (
+            "import mxnet found a folder without __init__.py: the package's files are "
+            "missing (reinstall it with pip install --force-reinstall)"
+        )
+    return None
+
+
+def _runtime_problems(
+    plan: InstallPlan, report: Mapping[str, Any], installed: Mapping[str, Distribution]
+) -> list[str]:
+    """What the imported module says: its version and file, build features, operations."""
+    problems: list[str] = []
+    version = report.get("mxnet_version") or "?"
+    if versions.release(version) != versions.release(plan.version):
+        problems.append(f"import mxnet gave version {version}, expected {plan.version}")
+    new = installed.get(normalize(plan.package))
+    mx_file = report.get("mxnet_file") or ""
+    if (
+        new
+        and new.location
+        and not os.path.realpath(mx_file).startswith(os.path.realpath(new.location) + os.sep)
+    ):
+        problems.append(
+            f"import mxnet found {mx_file}, not the installed one in {new.location} "
+            "(check PYTHONPATH)"
+        )
+    features = report.get("features")
+    if features is None:
+        problems.append(f"mx.runtime.Features() failed: {report.get('features_error')}")
+    else:
+        if plan.gpu and not features.get("CUDA"):
+            problems.append("mx.runtime.Features() has no CUDA in a GPU flavor")
+        if plan.expect_mkldnn and not features.get("MKLDNN"):
+            problems.append("mx.runtime.Features() has no MKLDNN")
+    problems.extend(_ops_problems(report, "cpu"))
+    if plan.gpu:
+        if report.get("num_gpus_error"):
+            problems.append(f"mx.context.num_gpus() failed: {report['num_gpus_error']}")
+        elif not report.get("num_gpus"):
+            problems.append("mx.context.num_gpus() is 0: MXNet sees no GPU")
+        else:
+            problems.extend(_ops_problems(report, "gpu"))
+    return problems
 
 
 def _ops_problems(report: Mapping[str, Any], where: str) -> list[str]:
