@@ -49,6 +49,8 @@ def distributions():
         except OSError:
             continue
         for item in names:
+            if item.startswith("~"):
+                continue  # pip's stash of an uninstall it did not finish: pip ignores it too
             if item.endswith(".dist-info"):
                 meta = os.path.join(entry, item, "METADATA")
             elif item.endswith(".egg-info"):

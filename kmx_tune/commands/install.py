@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from kmx_tune.install.plan import InstallPlan
     from kmx_tune.install.transaction import InstallResult
     from kmx_tune.install.verify import Verification
+    from kmx_tune.install.workflow import RestoreResult
 
 
 @click.command("install-mxnet")
@@ -48,6 +49,11 @@ if TYPE_CHECKING:
     "--find-links", metavar="DIR", multiple=True, help="Passed to pip: a folder of wheels."
 )
 @click.option("--no-index", is_flag=True, help="Passed to pip: use only --find-links.")
+@click.option(
+    "--restore",
+    is_flag=True,
+    help="Put back what an interrupted install-mxnet changed in this Python, from its journal.",
+)
 def install_mxnet(
     python: str | None,
     flavor: str | None,
@@ -62,6 +68,7 @@ def install_mxnet(
     extra_index_url: tuple[str, ...],
     find_links: tuple[str, ...],
     no_index: bool,
+    restore: bool,
 ) -> None:
     """Install the right MXNet flavor into a Python, verify it, roll back on failure.
 
@@ -73,8 +80,16 @@ def install_mxnet(
     what was installed before is put back. Your pip configuration (index, proxy,
     certificates) applies; the index options are passed through to pip.
 
-    Exit status: 0 installed (or a dry run), 1 failed and rolled back (or the
-    question was answered no), 2 bad input.
+    The change is a transaction: before anything changes, pip resolves the whole
+    install and a wheel of every distribution it will change is kept, with a
+    journal, in kmx-tune's cache folder. Ctrl-C, SIGTERM or a closed terminal roll
+    back (and are ignored while the rollback runs); after a kill -9 or a power cut,
+    the next install-mxnet or doctor says so, and --restore puts the environment
+    back as the journal says it was (no question asked: that is what it is for).
+
+    Exit status: 0 installed (or a dry run, or restored), 1 failed and rolled back
+    (or the question was answered no, or an interrupted install must be restored
+    first), 2 bad input, 128+N stopped by signal N (after the rollback).
 
     \b
     Example:
@@ -82,15 +97,18 @@ def install_mxnet(
       kmx-tune install-mxnet --python ~/venvs/keras/bin/python --yes
       kmx-tune install-mxnet --flavor mxnet-native --version 1.8.0.post0
       kmx-tune install-mxnet --no-index --find-links ~/wheels --yes
+      kmx-tune install-mxnet --python ~/venvs/keras/bin/python --restore
     """
     from kmx_tune.errors import UsageError
     from kmx_tune.hardware import get_hardware
     from kmx_tune.install.pip import PipOptions
     from kmx_tune.install.workflow import PlanResult, Request, install_mxnet
+    from kmx_tune.install.workflow import restore as restore_target
     from kmx_tune.render import console, finish, plain
 
     out = console()
     err = console(stderr=True)
+    pip = PipOptions(index_url, extra_index_url, find_links, no_index)
 
     def confirm(plan: InstallPlan) -> bool:
         if not as_json:
@@ -107,11 +125,36 @@ def install_mxnet(
     def log(line: str) -> None:
         err.print(f"[bold]>[/] {plain(line)}")
 
+    if restore:
+        given = [
+            name
+            for name, value in (
+                ("--flavor", flavor),
+                ("--version", version),
+                ("--cpu", cpu),
+                ("--cuda-libs", cuda_libs),
+                ("--hardware", hardware_file),
+                ("--dry-run", dry_run),
+            )
+            if value
+        ]
+        if given:
+            raise UsageError(
+                f"--restore puts back what was there before; it takes no {', '.join(given)}"
+            )
+        restored = restore_target(
+            find_target(python),
+            pip if pip.args() else None,
+            out=None if as_json else sys.stderr,
+            log=log,
+        )
+        finish(restored, as_json, lambda r: _show_restore(out, r))
+
     result = install_mxnet(
         find_target(python),
         get_hardware(hardware_file),
         Request(flavor, version, cpu, cuda_libs or "auto"),
-        PipOptions(index_url, extra_index_url, find_links, no_index),
+        pip,
         dry_run=dry_run,
         confirm=confirm,
         out=None if as_json else sys.stderr,
@@ -180,6 +223,49 @@ def _show_result(out: Console, err: Console, result: InstallResult) -> None:
         out.print(f"[yellow]Rolled back[/]: the environment is as it was before ({plain(back)}).")
     else:
         out.print(f"[red]Rollback incomplete[/]: {plain(result.rollback_problem or '')}")
+        out.print(f"The way back is kept in {plain(result.kit or '')}; finish the rollback with:")
+        out.print(f"  {plain(result.restore or '')}")
+        if result.by_hand:
+            out.print("or by hand:")
+            for command in result.by_hand:
+                out.print(f"  {plain(command)}")
+    if result.cleaned:
+        out.print(f"Removed what the interrupted pip left: {plain(', '.join(result.cleaned))}")
+
+
+def _show_restore(out: Console, result: RestoreResult) -> None:
+    from kmx_tune.render import plain
+
+    if result.outcome == "nothing-to-restore":
+        out.print(
+            f"Nothing to restore: no interrupted install-mxnet left a journal for "
+            f"{plain(result.python)}."
+        )
+        return
+    back = result.put_back
+    assert back is not None
+    done = ", ".join(c.describe() for c in back.changes) or "nothing needed changing"
+    if back.removed:
+        out.print(f"Removed what the interrupted pip left: {plain(', '.join(back.removed))}")
+    if result.outcome == "restored":
+        out.print(
+            f"[green]Restored[/]: {plain(result.python)} is as it was before the interrupted "
+            f"install ({plain(done)})."
+        )
+        return
+    out.print(f"[red]Not everything is back[/]: {plain(back.problem() or '')}")
+    if result.outcome == "restore-failed":
+        out.print(
+            f"The way back is kept in {plain(result.kit or '')}; once the cause is fixed, "
+            "run again:"
+        )
+        out.print(f"  {plain(result.restore or '')}")
+    if back.by_hand:
+        out.print(
+            "By hand:" if result.outcome == "restore-failed" else "Put the rest back by hand:"
+        )
+        for command in back.by_hand:
+            out.print(f"  {plain(command)}")
 
 
 def _show_libraries(out: Console, v: Verification | None) -> None:

@@ -27,6 +27,7 @@ from kmx_tune.doctor.environment import (
     check_subgraph_backend,
 )
 from kmx_tune.doctor.gpu import check_cudnn_autotune
+from kmx_tune.doctor.install_state import check_interrupted_install
 from kmx_tune.doctor.keras import check_keras, check_keras_json, check_keras_runtime
 from kmx_tune.doctor.model import (
     FAIL,
@@ -64,6 +65,7 @@ __all__ = [
 
 CHECKS: tuple[Check, ...] = (
     check_python,
+    check_interrupted_install,
     check_mxnet_flavor,
     check_cuda_libs,
     check_numpy,

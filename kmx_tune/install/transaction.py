@@ -1,54 +1,40 @@
-"""Carry a plan out as one change that is either kept (verified) or undone.
+"""Carry a plan out as one transaction: kept when verified, else put back -- also
+when a signal stops it, and by the next run when this one is killed.
 
-keep a way back -> uninstall the other flavors -> pip install -> verify in a fresh
-process -> roll back if anything failed."""
+lock the target -> resolve the complete install -> keep a way back (a wheel of every
+distribution that will change, in the journal's kit) -> write the journal -> uninstall
+the other flavors -> pip install -> verify in a fresh process -> remove the journal.
+Anything failing or interrupting after the journal is written rolls back
+(:mod:`.restore`), with SIGINT, SIGTERM and SIGHUP ignored until it ends; the
+journal and kit stay when the rollback is incomplete, for ``--restore``."""
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
-from kmx_tune.dists import Distribution, is_mxnet_distribution, normalize
+from kmx_tune import fsio
+from kmx_tune.dists import Distribution
 from kmx_tune.errors import KmxError
-from kmx_tune.install.availability import download
-from kmx_tune.install.pip import PipOptions, pip_list, run_pip
+from kmx_tune.install import disk, journal
+from kmx_tune.install.changes import PackageChange, describe, diff
+from kmx_tune.install.journal import Journal, restore_command
+from kmx_tune.install.pip import PipOptions
+from kmx_tune.install.pipstep import list_installed, run_step
 from kmx_tune.install.plan import InstallPlan
+from kmx_tune.install.restore import PutBack, put_back
+from kmx_tune.install.signals import Guard, Interrupted, guarded
 from kmx_tune.install.verify import Verification, verify
+from kmx_tune.install.wayback import changed_by, keep_a_way_back, resolve_install
+from kmx_tune.target import Target, TargetInfo
 
-# Never uninstalled by a rollback, whatever happened to them.
-_PACKAGING_TOOLS = frozenset({"pip", "setuptools", "wheel"})
-
-
-@dataclass(frozen=True)
-class PackageChange:
-    name: str
-    before: str | None  # None: newly installed
-    after: str | None  # None: removed
-
-    def describe(self) -> str:
-        if self.before is None:
-            return f"+ {self.name} {self.after}"
-        if self.after is None:
-            return f"- {self.name} {self.before}"
-        return f"~ {self.name} {self.before} -> {self.after}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "before": self.before, "after": self.after}
-
-
-def diff(
-    before: Mapping[str, Distribution], after: Mapping[str, Distribution]
-) -> tuple[PackageChange, ...]:
-    changes = []
-    for key in sorted(set(before) | set(after)):
-        b, a = before.get(key), after.get(key)
-        if b is not None and a is not None and b.version == a.version:
-            continue
-        name = (a or b).name  # type: ignore[union-attr]  # one of them is set
-        changes.append(PackageChange(name, b.version if b else None, a.version if a else None))
-    return tuple(changes)
+__all__ = ["InstallInterrupted", "InstallResult", "PackageChange", "diff", "execute", "quiet"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +46,10 @@ class InstallResult:
     changes: tuple[PackageChange, ...]  # the target now, against before
     rollback_changes: tuple[PackageChange, ...] = ()  # what the rollback did
     rollback_problem: str | None = None
+    kit: str | None = None  # the way back, kept because the rollback is incomplete
+    restore: str | None = None  # the command that finishes the rollback
+    by_hand: tuple[str, ...] = ()  # or these pip commands
+    cleaned: tuple[str, ...] = ()  # pip leftovers the rollback removed from disk
 
     @property
     def exit_code(self) -> int:
@@ -76,10 +66,27 @@ class InstallResult:
             "rollback": {
                 "changes": [c.to_json() for c in self.rollback_changes],
                 "problem": self.rollback_problem,
+                "kit": self.kit,
+                "restore": self.restore,
+                "by_hand": list(self.by_hand),
+                "removed_from_disk": list(self.cleaned),
             }
             if self.outcome not in ("installed", "declined")
             else None,
         }
+
+
+class InstallInterrupted(KmxError):
+    """A signal stopped the install; what was changed has been put back (or the way
+    back is kept). Exit status 128 + the signal number."""
+
+    def __init__(self, message: str, signum: int, details: dict[str, object]) -> None:
+        super().__init__(message, details=details)
+        self.exit_code = 128 + signum
+
+
+class InterruptedInstallFound(KmxError):
+    """An earlier run was killed after it changed the target: restore first."""
 
 
 Log = Callable[[str], None]
@@ -89,146 +96,241 @@ def quiet(_: str) -> None:
     pass
 
 
+def never_raises(log: Log) -> Log:
+    """*log*, made unable to stop the work: a message that cannot be printed (a
+    closed terminal, a broken pipe, a rendering bug) is dropped, never raised."""
+
+    def safe_log(line: str) -> None:
+        # printing must never decide whether a rollback runs
+        with contextlib.suppress(Exception):
+            log(line)
+
+    return safe_log
+
+
+@dataclass
+class _Run:
+    """The state of one transaction as it goes."""
+
+    plan: InstallPlan
+    pip: PipOptions
+    out: IO[str] | None
+    log: Log
+    journal: Journal | None = None
+    failure: str | None = None
+    verification: Verification | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, step: str, pid: int | None = None) -> None:
+        assert self.journal is not None
+        child = None if pid is None else (pid, journal.process_start(pid))
+        self.journal = self.journal.at(step, child)
+
+
+def check_no_interrupted_install(prefix: str, python: str, pip: PipOptions | None) -> None:
+    """Raise when an earlier install on this target was interrupted (restore first) or
+    another one is running now."""
+    found = journal.find(prefix)
+    if found is None:
+        return
+    if found.running:
+        raise journal.Busy(
+            f"another kmx-tune install-mxnet is changing {python} now "
+            f"(started {found.journal.started}); wait until it ends, then run this again"
+        )
+    raise InterruptedInstallFound(
+        journal.interrupted_message(found.journal, python, pip),
+        details={"journal": str(found.journal.folder / journal.JOURNAL)},
+    )
+
+
 def execute(
     plan: InstallPlan,
     pip: PipOptions,
+    facts: TargetInfo | None = None,
     *,
     out: IO[str] | None = None,
     log: Log = quiet,
 ) -> InstallResult:
-    """Carry the plan out. pip's output goes to *out* (captured when None); *log*
-    gets one line per step. Returns installed / rolled-back / rollback-failed; raises
-    KmxError only when it fails before anything changed."""
-    before = pip_list(plan.python)
-    with tempfile.TemporaryDirectory(prefix="kmx-tune-rollback-") as kit:
-        _keep_a_way_back(plan, before, kit, pip, out, log)
-        failure: str | None = None
-        verification: Verification | None = None
-        try:
-            failure = _apply(plan, pip, out, log)
-            if failure is None:
-                log("Verifying in a fresh process: import mxnet, Features, a tiny operation")
-                verification = verify(plan, pip_list(plan.python))
-                if not verification.ok:
-                    failure = "verification failed: " + "; ".join(verification.problems)
-        except BaseException:  # Ctrl-C in the middle of pip: put the old state back first
-            log("Interrupted: rolling back")
-            _roll_back(plan, before, kit, pip, out, log)
-            raise
-        if failure is None:
+    """Carry the plan out. pip's output goes to *out* as it comes (and is captured);
+    *log* gets one line per step. Returns installed / rolled-back / rollback-failed;
+    raises KmxError when it stops before anything changed, and InstallInterrupted
+    when a signal stopped it (after the rollback)."""
+    log = never_raises(log)
+    facts = facts if facts is not None else Target(plan.python).facts()
+    prefix = os.path.realpath(facts.prefix)
+    run = _Run(plan, pip, out, log)
+    with journal.locked(prefix, plan.python) as folder, Guard() as guard:
+        found = journal.load(folder)
+        if found is not None:
+            raise InterruptedInstallFound(journal.interrupted_message(found, plan.python, pip))
+        _, error = guarded(guard, lambda: _prepare(run, facts, prefix, folder))
+        if error is not None:
+            journal.discard(folder)  # nothing has changed yet
+            if isinstance(error, Interrupted):
+                raise InstallInterrupted(
+                    f"interrupted by {error.name} before anything changed; nothing changed",
+                    error.signum,
+                    {"outcome": "nothing-changed"},
+                ) from None
+            raise error
+        _, error = guarded(guard, lambda: _change(run))
+        if error is None and run.failure is None:
+            journal.discard(folder)
             return InstallResult(
-                plan, "installed", None, verification, diff(before, pip_list(plan.python))
+                plan,
+                "installed",
+                None,
+                run.verification,
+                diff(run.journal.before, _now(plan)),  # type: ignore[union-attr]
             )
-        log(f"Failed: {failure}")
-        log("Rolling back to what was installed before")
-        rollback_changes, problem = _roll_back(plan, before, kit, pip, out, log)
-        now = pip_list(plan.python)
-        return InstallResult(
-            plan,
-            "rolled-back" if problem is None else "rollback-failed",
-            failure,
-            verification,
-            diff(before, now),
-            rollback_changes,
-            problem,
+        # From here on signals are only noted: the rollback runs to its end.
+        if isinstance(error, Interrupted):
+            log(f"Interrupted by {error.name}: rolling back (signals are ignored until it ends)")
+        elif error is not None and not isinstance(error, KmxError):
+            run.failure = f"{type(error).__name__}: {error}"
+        elif error is not None:
+            run.failure = str(error)
+        if run.failure is not None:
+            log(f"Failed: {run.failure}")
+            log("Rolling back to what was installed before")
+        result = _roll_back(run, folder)
+    if isinstance(error, Interrupted):
+        raise _interrupted(error, result) from None
+    if error is not None and not isinstance(error, KmxError):
+        raise error  # a bug: the environment is back (or the kit kept); show it
+    return result
+
+
+def _now(plan: InstallPlan) -> dict[str, Distribution]:
+    try:
+        return list_installed(plan.python, own_session=True)
+    except KmxError:
+        return {}
+
+
+def _prepare(run: _Run, facts: TargetInfo, prefix: str, folder: Path) -> None:
+    """Everything before the first change: nothing here changes the target."""
+    plan, pip, log = run.plan, run.pip, run.log
+    if folder.exists():  # a kit without a journal: a run killed before it changed anything
+        shutil.rmtree(folder, ignore_errors=True)
+    before = list_installed(plan.python)
+    log("Resolving the complete install with pip (what it would add, replace or remove)")
+    resolution = resolve_install(plan, facts, pip)
+    changed = changed_by(plan, before, resolution)
+    folder.mkdir(parents=True, exist_ok=True)
+    fsio.fsync_dir(folder.parent)  # the folder itself survives a power cut
+    kept: tuple[journal.KeptWheel, ...] = ()
+    if changed:
+        log(
+            f"Keeping a way back in {folder / journal.WHEELS}: "
+            + ", ".join(d.requirement for d in changed)
         )
+        kept = keep_a_way_back(plan, changed, folder / journal.WHEELS, pip)
+    run.journal = Journal(
+        python=plan.python,
+        prefix=prefix,
+        started=journal.now_utc(),
+        since=time.time() - 2.0,  # file systems with coarse timestamps
+        pid=os.getpid(),
+        requirements=tuple(plan.requirements),
+        uninstall=tuple(d.requirement for d in plan.uninstall),
+        before=before,
+        way_back=kept,
+        pip=pip,
+        disk=disk.snapshot(before, changed),
+        step="uninstalling" if plan.uninstall else "installing",
+        folder=folder,
+    )
+    run.journal.save()
 
 
-def _keep_a_way_back(
-    plan: InstallPlan,
-    before: Mapping[str, Distribution],
-    kit: str,
-    pip: PipOptions,
-    out: IO[str] | None,
-    log: Log,
-) -> None:
-    """Fetch the wheels of the MXNet distributions and numpy there now (pip's cache
-    makes this quick), so that a rollback can reinstall exactly them even if the
-    index is gone by then. Refuse, changing nothing, when pip cannot fetch one."""
-    keep = [d for key, d in before.items() if is_mxnet_distribution(key) or key == "numpy"]
-    if not keep:
-        return
-    log("Keeping a way back: " + ", ".join(d.requirement for d in keep))
-    for dist in keep:
-        run = download(plan.python, dist.requirement, kit, pip)
-        if not run.ok:
-            raise KmxError(
-                f"nothing changed: pip cannot fetch {dist.requirement} again "
-                f"({run.error_line()}), so a failed install could not be rolled back; put "
-                f"its wheel in a folder and add --find-links DIR, or uninstall it first "
-                f"({plan.python} -m pip uninstall {dist.name})"
-            )
-
-
-def _apply(plan: InstallPlan, pip: PipOptions, out: IO[str] | None, log: Log) -> str | None:
-    """Uninstall the other flavors, then install. Returns what failed, or None."""
+def _change(run: _Run) -> None:
+    """Uninstall the other flavors, install, verify. Sets run.failure on a failure."""
+    plan, pip, out, log = run.plan, run.pip, run.out, run.log
     if plan.uninstall:
         log("Uninstalling " + ", ".join(d.requirement for d in plan.uninstall))
-        run = run_pip(plan.python, ["uninstall", "--yes", *(d.name for d in plan.uninstall)], out)
-        if not run.ok:
-            return f"pip uninstall failed: {run.error_line()}"
+        step = run_step(
+            plan.python,
+            ["uninstall", "--yes", *(d.name for d in plan.uninstall)],
+            out,
+            on_start=lambda pid: run.record("uninstalling", pid),
+        )
+        if not step.ok:
+            run.failure = f"pip uninstall failed: {step.error_line()}"
+            return
     log("Installing " + " ".join(plan.requirements))
-    run = run_pip(
+    step = run_step(
         plan.python,
         ["install", "--upgrade-strategy", "only-if-needed", *plan.requirements, *pip.args()],
         out,
+        on_start=lambda pid: run.record("installing", pid),
     )
-    if not run.ok:
-        return f"pip install failed: {run.error_line()}"
-    return None
+    if not step.ok:
+        run.failure = f"pip install failed: {step.error_line()}"
+        return
+    run.record("verifying")
+    log("Verifying in a fresh process: import mxnet, Features, a tiny operation")
+    run.verification = verify(plan, list_installed(plan.python))
+    if not run.verification.ok:
+        run.failure = "verification failed: " + "; ".join(run.verification.problems)
 
 
-def _roll_back(
-    plan: InstallPlan,
-    before: Mapping[str, Distribution],
-    kit: str,
-    pip: PipOptions,
-    out: IO[str] | None,
-    log: Log,
-) -> tuple[tuple[PackageChange, ...], str | None]:
-    """Put back exactly the distributions (names and versions) that were there
-    before: remove what is new, reinstall what went or changed, without letting pip
-    resolve anything else (--no-deps). Returns what it did and a problem, if any."""
-    try:
-        now = pip_list(plan.python)
-    except KmxError as exc:
-        return (), str(exc)
-    changes = diff(before, now)
-    remove = [
-        c.name for c in changes if c.before is None and normalize(c.name) not in _PACKAGING_TOOLS
-    ]
-    restore = [
-        before[normalize(c.name)].requirement
-        for c in changes
-        if c.before is not None and normalize(c.name) not in _PACKAGING_TOOLS
-    ]
-    problems: list[str] = []
-    if remove:
-        log("Rollback: uninstalling " + ", ".join(remove))
-        run = run_pip(plan.python, ["uninstall", "--yes", *remove], out)
-        if not run.ok:
-            problems.append(f"pip uninstall failed: {run.error_line()}")
-    if restore:
-        log("Rollback: reinstalling " + ", ".join(restore))
-        run = run_pip(
-            plan.python,
-            ["install", "--no-deps", "--find-links", kit, *restore, *pip.args()],
-            out,
+def _roll_back(run: _Run, folder: Path) -> InstallResult:
+    plan = run.plan
+    assert run.journal is not None
+    with contextlib.suppress(OSError):  # the journal as it was still says what to restore
+        run.record("rolling-back")
+    back: PutBack = put_back(
+        run.journal,
+        plan.python,
+        out=run.out,
+        log=run.log,
+        on_child=lambda pid: run.record("rolling-back", pid),
+    )
+    if back.complete:
+        journal.discard(folder)
+        return InstallResult(
+            plan,
+            "rolled-back",
+            run.failure,
+            run.verification,
+            diff(run.journal.before, _now(plan)),
+            back.changes,
+            None,
+            cleaned=back.removed,
         )
-        if not run.ok:
-            problems.append(f"pip install failed: {run.error_line()}")
-    final = pip_list(plan.python)
-    left = [c for c in diff(before, final) if normalize(c.name) not in _PACKAGING_TOOLS]
-    if left:
-        problems.append("still different from before: " + ", ".join(c.describe() for c in left))
-    done = diff(now, final)
-    if problems:
-        wanted = " ".join(
-            d.requirement
-            for key, d in before.items()
-            if is_mxnet_distribution(key) or key == "numpy"
+    return InstallResult(
+        plan,
+        "rollback-failed",
+        run.failure,
+        run.verification,
+        back.left,
+        back.changes,
+        back.problem(),
+        kit=str(run.journal.kit),
+        restore=restore_command(plan.python, run.pip),
+        by_hand=back.by_hand,
+        cleaned=back.removed,
+    )
+
+
+def _interrupted(signal: Interrupted, result: InstallResult) -> InstallInterrupted:
+    details: dict[str, object] = {
+        "signal": signal.name,
+        "outcome": result.outcome,
+        "rollback": (result.to_json().get("rollback") or {}),
+    }
+    if result.outcome == "rolled-back":
+        back = describe(result.rollback_changes) or "nothing to undo"
+        message = (
+            f"interrupted by {signal.name}: rolled back; the environment is as it was "
+            f"before ({back})"
         )
-        return done, "; ".join(problems) + (
-            f"; to restore by hand: {plan.python} -m pip install {wanted}" if wanted else ""
+    else:
+        message = (
+            f"interrupted by {signal.name}, and the rollback is incomplete "
+            f"({result.rollback_problem}); the way back is kept in {result.kit}: "
+            f"finish it with `{result.restore}`"
         )
-    return done, None
+    return InstallInterrupted(message, signal.signum, details)
