@@ -106,6 +106,15 @@ def test_find_tells_a_run_that_is_gone_from_one_that_runs() -> None:
     assert journal.find("/venv") is None and not folder.exists()
 
 
+def test_a_journal_of_a_verified_install_is_not_an_interrupted_one() -> None:
+    """Killed after the verification passed: the install is complete, nothing to
+    restore (the next run removes the journal)."""
+    folder = journal.folder_for("/venv")
+    folder.mkdir(parents=True)
+    make_journal(folder, step=journal.VERIFIED).save()
+    assert journal.find("/venv") is None
+
+
 def test_a_recorded_process_is_alive_only_while_it_is_the_same_process() -> None:
     me = os.getpid()
     assert journal.process_alive(me, journal.process_start(me))

@@ -103,14 +103,14 @@ def test_a_signal_after_the_old_flavor_is_gone_rolls_back_disk_and_all(
     running = start_and_signal_after_uninstall(python, wheels, signum, group=group)
     code = running.finish()
 
+    assert installed(python) == before
+    assert stash(site) == []  # B10: pip's ~xnet stash is gone
+    assert disk_tree(site) == tree  # the disk, not only pip's list
     assert code == 128 + signum, running.err
     last = running.err.strip().splitlines()[-1]
     assert last.startswith(f"Error: interrupted by {name}: rolled back; the environment is as"), (
         running.err
     )
-    assert installed(python) == before
-    assert stash(site) == []  # B10: pip's ~xnet stash is gone
-    assert disk_tree(site) == tree  # the disk, not only pip's list
     assert not journal_folder(python).exists()  # no kit left behind
     assert "Traceback" not in running.err
 

@@ -229,8 +229,6 @@ def _show_result(out: Console, err: Console, result: InstallResult) -> None:
             out.print("or by hand:")
             for command in result.by_hand:
                 out.print(f"  {plain(command)}")
-    if result.cleaned:
-        out.print(f"Removed what the interrupted pip left: {plain(', '.join(result.cleaned))}")
 
 
 def _show_restore(out: Console, result: RestoreResult) -> None:
@@ -245,8 +243,6 @@ def _show_restore(out: Console, result: RestoreResult) -> None:
     back = result.put_back
     assert back is not None
     done = ", ".join(c.describe() for c in back.changes) or "nothing needed changing"
-    if back.removed:
-        out.print(f"Removed what the interrupted pip left: {plain(', '.join(back.removed))}")
     if result.outcome == "restored":
         out.print(
             f"[green]Restored[/]: {plain(result.python)} is as it was before the interrupted "

@@ -37,8 +37,11 @@ SCHEMA = "kmx-tune/install-journal/1"
 JOURNAL = "journal.json"
 WHEELS = "wheels"
 
-# The steps a journal can be at, in order; "rolling-back" after a failure.
-STEPS = ("uninstalling", "installing", "verifying", "rolling-back", "restoring")
+# The steps a journal can be at, in order; "rolling-back" after a failure, "restoring"
+# under --restore. A journal at "verified" is of an install that is complete: nothing
+# to put back, and the next run removes it.
+VERIFIED = "verified"
+STEPS = ("uninstalling", "installing", "verifying", VERIFIED, "rolling-back", "restoring")
 
 
 def installs_dir() -> Path:
@@ -360,7 +363,7 @@ def find(prefix: str) -> Found | None:
     if not (folder / JOURNAL).exists():
         return None
     journal = load(folder)
-    if journal is None:
+    if journal is None or journal.step == VERIFIED:
         return None
     return Found(journal, running(prefix))
 

@@ -100,28 +100,29 @@ def put_back(
     pip = journal.pip if pip is None else pip
     before = journal.before
     kit = journal.kit
-    problems: list[str] = []
 
     def step(args: Sequence[str]) -> tuple[bool, str]:
         run = run_step(python, args, out, own_session=True, on_start=_quietly(on_child))
         return run.ok, run.error_line()
 
     def each(
-        base: Sequence[str], items: Sequence[str], what: str, tail: Sequence[str] = ()
-    ) -> None:
-        """*base* + *items* + *tail* in one pip call; if it fails, one call per item."""
+        base: Sequence[str], items: Sequence[str], tail: Sequence[str] = ()
+    ) -> list[tuple[str, str]]:
+        """*base* + *items* + *tail* in one pip call; if it fails, one call per item.
+        Returns the items that failed, with pip's reason."""
         if not items:
-            return
+            return []
         ok, why = step([*base, *items, *tail])
         if ok:
-            return
+            return []
         if len(items) == 1:
-            problems.append(f"pip {what} {items[0]} failed: {why}")
-            return
+            return [(items[0], why)]
+        failed = []
         for item in items:
             ok, why = step([*base, item, *tail])
             if not ok:
-                problems.append(f"pip {what} {item} failed: {why}")
+                failed.append((item, why))
+        return failed
 
     try:
         now = list_installed(python, own_session=True)
@@ -129,19 +130,20 @@ def put_back(
         return PutBack((), (), (str(exc),), (), (), True)
 
     added = [d.name for k, d in now.items() if k not in before and k not in PACKAGING_TOOLS]
+    not_removed: list[tuple[str, str]] = []
     if added:
         log(f"{label}: uninstalling " + ", ".join(added))
-        each(["uninstall", "--yes"], added, "uninstall")
+        not_removed = each(["uninstall", "--yes"], added)
 
     in_kit = [w for w in journal.way_back if (kit / w.wheel).is_file()]
     kit_names = {normalize(w.name) for w in in_kit}
+    not_installed: list[tuple[str, str]] = []
     if in_kit:
         kept = ", ".join(w.requirement for w in in_kit)
         log(f"{label}: reinstalling from the kept wheels: {kept}")
-        each(
+        not_installed += each(
             ["install", "--no-deps", "--force-reinstall", "--no-index", "--find-links", str(kit)],
             [w.requirement for w in in_kit],
-            "install",
         )
     others = [
         d.requirement
@@ -150,21 +152,29 @@ def put_back(
     ]
     if others:
         log(f"{label}: reinstalling from the index: " + ", ".join(others))
-        each(["install", "--no-deps"], others, "install", pip.args())
+        not_installed += each(["install", "--no-deps"], others, pip.args())
     removed, failed = disk.repair(journal.disk, journal.since)
     if removed:
         log(f"{label}: removed what the interrupted pip left on disk: " + ", ".join(removed))
-    problems += [f"cannot remove {path}" for path in failed]
 
     try:
         final = list_installed(python, own_session=True)
     except KmxError as exc:
-        return PutBack((), (), (*problems, str(exc)), tuple(removed), (), True)
+        return PutBack((), (), (str(exc),), tuple(removed), (), True)
     left = tuple(
         c
         for c in diff(before, final)
         if not (c.before is None and normalize(c.name) in PACKAGING_TOOLS)
     )
+    problems = [f"pip install {item} failed: {why}" for item, why in not_installed]
+    # an uninstall that failed (a half-installed distribution without RECORD) is no
+    # problem once the disk repair has removed what was left of it
+    problems += [
+        f"pip uninstall {item} failed: {why}"
+        for item, why in not_removed
+        if normalize(item) in final
+    ]
+    problems += [f"cannot remove {path}" for path in failed]
     by_hand = commands_for(left, before, journal, python, pip)
     retry = bool(failed) or any(normalize(c.name) in kit_names and c.before for c in left)
     return PutBack(diff(now, final), left, tuple(problems), tuple(removed), by_hand, retry)

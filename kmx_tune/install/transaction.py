@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -119,7 +119,6 @@ class _Run:
     journal: Journal | None = None
     failure: str | None = None
     verification: Verification | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def record(self, step: str, pid: int | None = None) -> None:
         assert self.journal is not None
@@ -162,7 +161,7 @@ def execute(
     run = _Run(plan, pip, out, log)
     with journal.locked(prefix, plan.python) as folder, Guard() as guard:
         found = journal.load(folder)
-        if found is not None:
+        if found is not None and found.step != journal.VERIFIED:
             raise InterruptedInstallFound(journal.interrupted_message(found, plan.python, pip))
         _, error = guarded(guard, lambda: _prepare(run, facts, prefix, folder))
         if error is not None:
@@ -274,6 +273,9 @@ def _change(run: _Run) -> None:
     run.verification = verify(plan, list_installed(plan.python))
     if not run.verification.ok:
         run.failure = "verification failed: " + "; ".join(run.verification.problems)
+        return
+    # killed from here on, the install is complete: the next run just removes the journal
+    run.record(journal.VERIFIED)
 
 
 def _roll_back(run: _Run, folder: Path) -> InstallResult:

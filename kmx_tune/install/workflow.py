@@ -142,8 +142,8 @@ def restore(
     prefix = os.path.realpath(facts.prefix)
     with journal.locked(prefix, target.python) as folder, Guard():
         found = journal.load(folder)
-        if found is None:
-            if folder.exists():  # a kit without a journal: that run changed nothing
+        if found is None or found.step == journal.VERIFIED:
+            if folder.exists():  # that run changed nothing, or finished its install
                 shutil.rmtree(folder, ignore_errors=True)
             return RestoreResult(target.python, "nothing-to-restore")
         if found.child is not None and journal.process_alive(*found.child):
@@ -151,7 +151,8 @@ def restore(
                 f"the pip that the interrupted install started (pid {found.child[0]}) is still "
                 f"changing {target.python}; wait until it ends, then run this again"
             )
-        log(f"Restoring {target.python} as it was before the install {found.describe()}")
+        what = found.describe()
+        log(f"Restoring {target.python} as it was before the interrupted install ({what})")
         current = found
 
         def record(pid: int) -> None:
