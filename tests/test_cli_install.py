@@ -155,6 +155,19 @@ def test_no_index_with_an_empty_wheel_folder_says_what_to_put_there(tmp_path: Pa
     assert "pip download mxnet==1.9.1 'numpy<1.24'" in err and f"-d {tmp_path}" in err
 
 
+def test_restore_takes_no_plan_options() -> None:
+    err = _one_line_error("--python", PY, "--restore", "--flavor", "mxnet", "--dry-run")
+    assert "--restore puts back what was there before; it takes no --flavor, --dry-run" in err
+
+
+def test_restore_with_nothing_to_restore_says_so() -> None:
+    code, out, _ = _run("--python", PY, "--restore")
+    assert code == 0
+    assert out == f"Nothing to restore: no interrupted install-mxnet left a journal for {PY}.\n"
+    code, out, _ = _run("--python", PY, "--restore", "--json")
+    assert (code, json.loads(out)["outcome"]) == (0, "nothing-to-restore")
+
+
 @pytest.mark.network
 def test_without_yes_and_without_a_terminal_it_asks_for_yes() -> None:
     err = _one_line_error("--python", PY, "--hardware", str(EPYC))
