@@ -93,6 +93,17 @@ def test_one_run_at_a_time_per_target() -> None:
     assert not journal.running("/venv")
 
 
+def test_an_unwritable_cache_folder_stops_before_anything_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("KMX_TUNE_CACHE_DIR", str(blocker))
+    refused = pytest.raises(KmxError, match="nothing changed: cannot write kmx-tune's install")
+    with refused, journal.locked("/venv", "/venv/bin/python"):
+        pass
+
+
 def test_find_tells_a_run_that_is_gone_from_one_that_runs() -> None:
     folder = journal.folder_for("/venv")
     folder.mkdir(parents=True)

@@ -121,9 +121,16 @@ class _Run:
     verification: Verification | None = None
 
     def record(self, step: str, pid: int | None = None) -> None:
+        """Save the journal at *step* (with the pip process running now, if any)."""
         assert self.journal is not None
         child = None if pid is None else (pid, journal.process_start(pid))
-        self.journal = self.journal.at(step, child)
+        try:
+            self.journal = self.journal.at(step, child)
+        except OSError as exc:  # a full disk: stop here and roll back
+            raise KmxError(
+                f"cannot update the install journal in {self.journal.folder} "
+                f"({exc.strerror or exc})"
+            ) from None
 
 
 def check_no_interrupted_install(prefix: str, python: str, pip: PipOptions | None) -> None:
@@ -217,6 +224,26 @@ def _prepare(run: _Run, facts: TargetInfo, prefix: str, folder: Path) -> None:
     log("Resolving the complete install with pip (what it would add, replace or remove)")
     resolution = resolve_install(plan, facts, pip)
     changed = changed_by(plan, before, resolution)
+    try:
+        _keep_the_way_back(run, prefix, folder, before, changed)
+    except OSError as exc:
+        raise KmxError(
+            f"nothing changed: cannot write the way back into {folder} "
+            f"({exc.strerror or exc}); free some space there, or set KMX_TUNE_CACHE_DIR to "
+            "a folder on another disk"
+        ) from None
+
+
+def _keep_the_way_back(
+    run: _Run,
+    prefix: str,
+    folder: Path,
+    before: dict[str, Distribution],
+    changed: list[Distribution],
+) -> None:
+    """The kit (a wheel of each *changed* distribution), the disk snapshot and the
+    journal, durable before the first change."""
+    plan, pip, log = run.plan, run.pip, run.log
     folder.mkdir(parents=True, exist_ok=True)
     fsio.fsync_dir(folder.parent)  # the folder itself survives a power cut
     kept: tuple[journal.KeptWheel, ...] = ()
