@@ -1,0 +1,105 @@
+"""Signals at random moments of a real install (offline, the stand-in wheels of
+test_installer_tx.py): SIGINT, SIGTERM and SIGHUP to the process group, and SIGKILL,
+anywhere from the plan check to the verification. Whatever the moment, the target ends
+as it was -- pip's list and the files in site-packages -- either by the run's own
+rollback or, after a SIGKILL, by ``install-mxnet --restore``; and nothing is left in the
+cache. ``KMX_KILL_TRIALS`` sets the number of trials (default 8)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kmx_tune.install import journal
+from tests.cli import kmx
+from tests.install_env import (
+    EPYC,
+    Running,
+    clone_venv,
+    disk_tree,
+    fake_wheel_folder,
+    installed,
+    pip,
+    site_packages,
+    wait_until_gone,
+)
+
+pytestmark = pytest.mark.kill
+
+TRIALS = int(os.environ.get("KMX_KILL_TRIALS", "8"))
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fake_wheel_folder(tmp_path_factory.mktemp("fake-wheels"))
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory, wheels: Path) -> Path:
+    venv = tmp_path_factory.mktemp("template") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    run = pip(
+        venv / "bin" / "python", "install", "-q", "--no-index", "--find-links", str(wheels),
+        "mxnet-native==1.8.0.post0", "numpy==1.23.5",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return venv
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_a_signal_at_a_random_moment_leaves_the_target_as_it_was(
+    template: Path, wheels: Path, tmp_path: Path, trial: int
+) -> None:
+    rng = random.Random(trial)
+    signum = SIGNALS[trial % len(SIGNALS)]
+    delay = rng.uniform(1.0, 14.0)  # an undisturbed run here takes 8-15 s
+    python = clone_venv(template, tmp_path / "venv")
+    site = site_packages(tmp_path / "venv")
+    before, tree = installed(python), disk_tree(site)
+
+    running = Running.start(
+        ["install-mxnet", "--python", str(python), "--hardware", str(EPYC), "--yes",
+         "--no-index", "--find-links", str(wheels)]
+    )  # fmt: skip
+    running.wait_for(lambda: False, timeout=delay)
+    ended_first = running.proc.poll() is not None
+    if not ended_first:
+        running.signal(signum, group=True)
+    code = running.finish()
+    folder = journal.folder_for(str(tmp_path / "venv"))
+    where = f"trial {trial}: {signal.Signals(signum).name} after {delay:.2f} s, exit {code}"
+
+    if signum == signal.SIGKILL and not ended_first:
+        saved = journal.load(folder) if folder.exists() else None
+        if saved is not None and saved.child is not None:
+            wait_until_gone(saved.child[0])
+        restored = kmx("install-mxnet", "--python", str(python), "--restore")
+        assert restored.exit_code == 0, f"{where}: {restored.output}"
+    else:
+        # the run's own rollback; or it ended before the signal (a failed verification);
+        # or the signal came before the transaction began (the default action: nothing
+        # had changed)
+        assert code in (1, 128 + signum, -signum), f"{where}\n{running.err}"
+        assert "Traceback" not in running.err, where
+    assert installed(python) == before, where
+    assert disk_tree(site) == tree, where
+    assert not folder.exists(), where
+    log = os.environ.get("KMX_KILL_LOG")  # where each trial landed, for the counts
+    if log:
+        if ended_first:
+            landed = "ended before the signal"
+        elif signum == signal.SIGKILL:
+            landed = "killed: restored from the journal" if saved else "killed: nothing changed"
+        elif "rolled back;" in running.err:
+            landed = "rolled back"
+        else:
+            landed = "stopped before anything changed"
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"{signal.Signals(signum).name}\t{landed}\n")
