@@ -178,12 +178,3 @@ def repair(shot: DiskSnapshot, since: float) -> tuple[list[str], list[str]]:
             if os.path.normpath(rel) not in owned and _new_since(path, since):
                 drop(path)
     return removed, failed
-
-
-def stash_entries(sites: Iterable[str]) -> list[str]:
-    """pip's stash folders and files (names starting with "~") in *sites*."""
-    found = []
-    for site in sites:
-        with contextlib.suppress(OSError):
-            found += [os.path.join(site, n) for n in os.listdir(site) if n.startswith(STASH_MARK)]
-    return sorted(found)

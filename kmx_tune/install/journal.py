@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,11 +37,10 @@ SCHEMA = "kmx-tune/install-journal/1"
 JOURNAL = "journal.json"
 WHEELS = "wheels"
 
-# The steps a journal can be at, in order; "rolling-back" after a failure, "restoring"
-# under --restore. A journal at "verified" is of an install that is complete: nothing
-# to put back, and the next run removes it.
+# The steps a journal goes through: "uninstalling", "installing", "verifying", then
+# "verified" (the install is complete: nothing to put back, and the next run removes
+# the journal), or "rolling-back" after a failure; "restoring" under --restore.
 VERIFIED = "verified"
-STEPS = ("uninstalling", "installing", "verifying", VERIFIED, "rolling-back", "restoring")
 
 
 def installs_dir() -> Path:
@@ -375,7 +374,3 @@ def interrupted_message(journal: Journal, python: str, pip: PipOptions | None = 
         f"the way back is kept in {journal.kit}: restore it with "
         f"`{restore_command(python, pip)}`"
     )
-
-
-def requirement_list(dists: Sequence[Distribution]) -> tuple[str, ...]:
-    return tuple(d.requirement for d in dists)
