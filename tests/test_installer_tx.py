@@ -363,3 +363,25 @@ def test_an_incomplete_rollback_keeps_the_kit_and_prints_quoted_commands_with_th
     )
     assert by_hand in out
     assert journal.load(journal_folder(python)) is not None
+
+
+@pytest.mark.kill
+def test_a_target_with_an_old_pip_rolls_back_too(tmp_path: Path, wheels: Path) -> None:
+    """Python 3.6 with its own pip 18.1: no --dry-run --report (kmx-tune's pip resolves
+    for it), an older list format and uninstall stash; SIGTERM after the uninstall."""
+    from tests.venvs import pyenv_python
+
+    venv = tmp_path / "venv36"
+    subprocess.run([str(pyenv_python("3.6")), "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    run = pip(python, "install", "-q", "--no-index", "--find-links", str(wheels),
+              "mxnet-native==1.8.0.post0", "numpy==1.23.5")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    site = site_packages(venv)
+    before, tree = installed(python), disk_tree(site)
+    running = start_and_signal_after_uninstall(python, wheels, signal.SIGTERM, group=False)
+    assert running.finish() == 143, running.err
+    assert "Error: interrupted by SIGTERM: rolled back" in running.err
+    assert installed(python) == before
+    assert disk_tree(site) == tree and stash(site) == []
+    assert not journal_folder(python).exists()
