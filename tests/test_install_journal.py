@@ -190,6 +190,30 @@ def test_changed_means_uninstalled_or_replaced_at_another_version() -> None:
     ]
 
 
+def test_the_cuda_wiring_is_kept_by_building_it_again(tmp_path: Path) -> None:
+    """kmx-tune's kmx-mxnet-cuda-libs is on no index: its way back is built again."""
+    from kmx_tune.flavors.cuda_libs import WIRING_DIST, plan_pip
+    from kmx_tune.flavors.table import LINUX_X86_64, WHEELS
+    from kmx_tune.install.wayback import keep_a_way_back
+
+    row = max(
+        (w for w in WHEELS if w.platform == LINUX_X86_64 and w.tag == "cu117" and not w.mkl),
+        key=lambda w: w.version,
+    )
+    version = plan_pip(row, "12.0").wiring_version
+    assert version
+    plan = plan_for()
+    kept = keep_a_way_back(
+        plan, [Distribution(WIRING_DIST, version)], tmp_path / "kit", PipOptions()
+    )
+    assert [(k.name, k.version) for k in kept] == [(WIRING_DIST, version)]
+    assert (tmp_path / "kit" / kept[0].wheel).is_file()
+    with pytest.raises(KmxError, match="cannot build again"):
+        keep_a_way_back(
+            plan, [Distribution(WIRING_DIST, "1.0+cu999")], tmp_path / "kit", PipOptions()
+        )
+
+
 def test_by_hand_commands_are_quoted_and_carry_the_index_options(tmp_path: Path) -> None:
     folder = tmp_path / "kit dir"
     (folder / journal.WHEELS).mkdir(parents=True)

@@ -221,7 +221,8 @@ def _prepare(run: _Run, facts: TargetInfo, prefix: str, folder: Path) -> None:
     if folder.exists():  # a kit without a journal: a run killed before it changed anything
         shutil.rmtree(folder, ignore_errors=True)
     before = list_installed(plan.python)
-    log("Resolving the complete install with pip (what it would add, replace or remove)")
+    if plan.resolution is None or not plan.resolution.ok:
+        log("Resolving the complete install with pip (what it would add, replace or remove)")
     resolution = resolve_install(plan, facts, pip)
     changed = changed_by(plan, before, resolution)
     try:

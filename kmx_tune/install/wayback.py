@@ -3,7 +3,8 @@
 every distribution pip will remove or replace is known -- the MXNet flavors the plan
 uninstalls, and whatever pip would up- or downgrade for the new one (mxnet 1.9.1
 pins graphviz<0.9; a CUDA flavor may pull NVIDIA libraries) -- and fetch a wheel of
-each, at the version installed now, into the kit. A distribution that cannot be
+each, at the version installed now, into the kit (kmx-tune's own CUDA library wiring,
+which is on no index, is built again from the table). A distribution that cannot be
 fetched again stops the install before it changes anything."""
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from kmx_tune import fsio, versions
 from kmx_tune.dists import Distribution, normalize
 from kmx_tune.errors import KmxError
+from kmx_tune.flavors.cuda_libs import WIRING_DIST
+from kmx_tune.install import cuda_wiring
 from kmx_tune.install.journal import KeptWheel
 from kmx_tune.install.pip import PipOptions, offline_reason
 from kmx_tune.install.pipstep import run_step
@@ -25,8 +28,12 @@ from kmx_tune.target import TargetInfo
 
 
 def resolve_install(plan: InstallPlan, facts: TargetInfo, pip: PipOptions) -> Resolution:
-    """What pip would install or replace for the plan, asked before anything changes.
-    Raises KmxError (nothing changed) when pip cannot resolve it."""
+    """What pip would install or replace for the plan, asked before anything changes:
+    the plan's own resolution when the availability check made one (minutes ago, for
+    the same target), else asked now. Raises KmxError (nothing changed) when pip
+    cannot resolve it."""
+    if plan.resolution is not None and plan.resolution.ok:
+        return plan.resolution
     tags = TargetTags(
         (facts.version[0], facts.version[1]),
         facts.implementation,
@@ -83,6 +90,10 @@ def _download(python: str, requirement: str, dest: Path, pip: PipOptions) -> tup
     return False, f"offline: {offline}" if offline else run.error_line()
 
 
+def _uninstall(plan: InstallPlan, dist: Distribution) -> str:
+    return shlex.join([plan.python, "-m", "pip", "uninstall", "-y", dist.name])
+
+
 def keep_a_way_back(
     plan: InstallPlan, changed: list[Distribution], kit: Path, pip: PipOptions
 ) -> tuple[KeptWheel, ...]:
@@ -92,12 +103,23 @@ def keep_a_way_back(
     kit.mkdir(parents=True, exist_ok=True)
     kept: list[KeptWheel] = []
     for dist in changed:
+        if normalize(dist.name) == normalize(WIRING_DIST):
+            # kmx-tune's CUDA library wiring is on no index: built again from the table
+            rebuilt = cuda_wiring.rebuild(dist.version, kit)
+            if rebuilt is None:
+                raise KmxError(
+                    f"nothing changed: the install would remove {dist.name} {dist.version}, "
+                    "which this kmx-tune cannot build again, so a failed install could not "
+                    f"put it back; remove it first (`{_uninstall(plan, dist)}`)"
+                )
+            kept.append(KeptWheel(dist.name, dist.version, rebuilt.name))
+            continue
         seen = set(os.listdir(kit))
         ok, why = _download(plan.python, dist.requirement, kit, pip)
         new = sorted(set(os.listdir(kit)) - seen)
         wheels = [n for n in new if n.endswith(".whl")]
         if not ok or not wheels:
-            uninstall = shlex.join([plan.python, "-m", "pip", "uninstall", "-y", dist.name])
+            uninstall = _uninstall(plan, dist)
             raise KmxError(
                 f"nothing changed: the install would change {dist.name} {dist.version}, and "
                 f"pip cannot fetch its wheel again ({why or 'no wheel'}), so a failed install "
