@@ -38,7 +38,18 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The order fixes run in: pip itself first (the rest needs it), keras-mxnet before MXNet
 # (installing keras-mxnet can pull in a numpy that breaks mxnet; install-mxnet and the
 # numpy pin come after it), keras.json, and the variables last.
-ORDER = ("ensurepip", "pip-itself", "pip", "install-mxnet", "numpy", "set-format", "env")
+# An interrupted install is put back first of all that touches packages: install-mxnet
+# refuses to plan over its journal.
+ORDER = (
+    "ensurepip",
+    "pip-itself",
+    "restore",
+    "pip",
+    "install-mxnet",
+    "numpy",
+    "set-format",
+    "env",
+)
 
 
 @dataclass(frozen=True)
@@ -175,6 +186,8 @@ def _parse(words: Sequence[str], python: str | None) -> Action | str:
                 return Action(kind, shlex.join(words), (), tuple(words[3:]))
         if list(words[2:]) == ["ensurepip", "--upgrade"]:
             return Action("ensurepip", shlex.join(words), ())
+    if list(words) == ["kmx-tune", "install-mxnet", "--python", python, "--restore"]:
+        return Action("restore", shlex.join(words), ())
     if words[:2] == ["kmx-tune", "install-mxnet"] and list(words[2:4]) == ["--python", python]:
         options = _install_options(words[4:])
         if options is not None:
@@ -410,6 +423,25 @@ def _install_mxnet(
     return Outcome(action, False, f"{why}; {result.rollback_problem or 'rollback incomplete'}")
 
 
+def _restore(
+    plan: FixPlan,
+    action: Action,
+    hw: HardwareProfile,
+    env: Mapping[str, str],
+    out: IO[str] | None,
+    log: Log,
+) -> Outcome:
+    from kmx_tune.install.workflow import restore
+    from kmx_tune.target import Target
+
+    assert plan.python is not None
+    result = restore(Target(plan.python), out=out, log=log)
+    if result.exit_code == 0:
+        return Outcome(action, True, "put back what the interrupted install had changed")
+    left = f"; run {result.restore} again" if result.restore else ""
+    return Outcome(action, False, f"the restore is not complete ({result.outcome}){left}")
+
+
 def _set_format(
     plan: FixPlan,
     action: Action,
@@ -435,6 +467,7 @@ _APPLY: dict[
     "pip-itself": _pip,
     "pip": _pip,
     "numpy": _pip,
+    "restore": _restore,
     "install-mxnet": _install_mxnet,
     "set-format": _set_format,
 }
