@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from tests.venvs import MXNET_REQUIREMENTS, make_venv
+from tests.venvs import KERAS_REQUIREMENTS, MXNET_REQUIREMENTS, make_venv, pip_install, pyenv_python
 
 # CI runs the property tests derandomized, so a red run always means the change broke
 # something; a developer's runs explore new inputs each time.
@@ -44,7 +44,7 @@ SLOW_TIERS = ("venv", "network", "fuzz", "kill")
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "mxnet_venv" in getattr(item, "fixturenames", ()):
+        if {"mxnet_venv", "keras_venv"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.venv)
         if item.get_closest_marker("venv") is not None:
             item.add_marker(pytest.mark.network)  # real wheels come from the package index
@@ -74,3 +74,16 @@ def mxnet_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Shared by the whole session: tests must NOT install into or uninstall from it.
     Tests that change an environment make their own with tests.venvs.make_venv."""
     return make_venv(tmp_path_factory.mktemp("mxnet-venv") / "venv", MXNET_REQUIREMENTS)
+
+
+@pytest.fixture(scope="session")
+def keras_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """keras-mxnet 2.2.4.3 with mxnet 1.9.1 and numpy 1.23.5 on Python 3.8 (keras-mxnet
+    needs Python <= 3.9), as a new user sets it up. Shared: do not change it."""
+    import subprocess
+
+    path = tmp_path_factory.mktemp("keras-venv") / "venv"
+    subprocess.run([str(pyenv_python("3.8")), "-m", "venv", str(path)], check=True)
+    python = path / "bin" / "python"
+    pip_install(python, KERAS_REQUIREMENTS)
+    return python

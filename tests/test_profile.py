@@ -14,12 +14,16 @@ from typing import Any
 
 import pytest
 
+from kmx_tune.bench.operators import is_layout_transpose
 from kmx_tune.profiling import (
+    BatchNormUse,
     ProfileResult,
-    is_layout_transpose,
+    layout_from,
     operators_from_aggregate,
     result_from_report,
 )
+
+DATA = Path(__file__).parent / "data" / "profile"
 
 # A real `mx.profiler.dumps(format='json')` from mxnet 1.9.1 (CPU), cut down: a
 # channels_last convolution with transposes, a swapaxes, and the C API domain.
@@ -136,6 +140,135 @@ def test_json_rendering_carries_the_same_numbers() -> None:
     assert data["transpose"]["share"] == pytest.approx(result.transpose_share)
 
 
+def _captured(fmt: str) -> ProfileResult:
+    """The runner's real statistics from training a CIFAR-like Keras CNN (data/profile)."""
+    report = json.loads((DATA / f"keras-cnn-{fmt}.stats.json").read_text())
+    return result_from_report(
+        report, script="train_cnn.py", args=(), python="python", exit_status=0, env={}
+    )
+
+
+def test_a_channels_last_keras_model_names_batchnorm_as_the_main_layout_cost() -> None:
+    result = _captured("channels_last")
+    layout = result.layout
+    assert layout is not None
+    assert layout.format == "channels_last"
+    assert layout.main_cost == "batchnorm"
+    bn_share = layout.share(layout.batchnorm_saving_ms or 0)
+    tr_share = layout.share(layout.transpose_saving_ms)
+    assert bn_share > tr_share > 0
+    advice = result.advice
+    assert "the model runs channels_last (Keras image_data_format channels_last" in advice
+    assert "BatchNorm over the last axis (axis 3 of 4-D data)" in advice
+    assert f"would save about {layout.share(layout.saving_ms):.0%} of operator time" in advice
+    assert f"(BatchNorm {bn_share:.0%}, transposes {tr_share:.0%})" in advice
+    assert "the main layout cost is BatchNorm over the last axis" in advice
+    assert "kmx-tune set-format channels_first" in advice
+    data = result.to_json()
+    assert data["layout"]["main_cost"] == "batchnorm"
+    assert data["layout"]["saving"]["share"] == pytest.approx(bn_share + tr_share)
+
+
+def test_a_channels_first_model_is_said_to_be_channels_first_already() -> None:
+    result = _captured("channels_first")
+    assert result.layout is not None and result.layout.format == "channels_first"
+    assert result.advice.startswith(
+        "the model already runs channels_first (Keras image_data_format channels_first; "
+        "BatchNorm over axis 1): nothing to gain"
+    )
+    assert "would save little" not in result.advice
+
+
+def test_the_batchnorm_saving_scales_the_profiled_time_by_the_timed_forms() -> None:
+    ops = operators_from_aggregate(
+        {"Time": {"operator": {"BatchNorm": {"Count": 4, "Total": 60.0}, "x": {"Total": 40.0}}}}
+    )
+    report = {
+        "keras_format": None,
+        "batchnorm": [{"axis": 3, "ndim": 4, "shape": [8, 8, 16], "calls": 2}],
+        "batchnorm_timing": [
+            {
+                "axis": 3,
+                "ndim": 4,
+                "shape": [8, 8, 16],
+                "calls": 2,
+                "ms": 4.0,
+                "channels_first_ms": 1.0,
+            }
+        ],
+    }
+    layout = layout_from(ops, report)
+    assert layout.format == "channels_last"  # BatchNorm over the last axis tells it
+    assert layout.batchnorm_saving_ms == pytest.approx(60.0 * 0.75)
+    assert layout.share(layout.saving_ms) == pytest.approx(0.45)
+    untimed = layout_from(ops, {"keras_format": "channels_last"})
+    assert untimed.batchnorm_saving_ms is None
+    assert "could not be timed here" in untimed.advice
+
+
+@pytest.mark.parametrize(
+    ("use", "last"),
+    [
+        (BatchNormUse(axis=3, ndim=4, shape=(8, 8, 16), calls=1), True),
+        (BatchNormUse(axis=1, ndim=4, shape=(16, 8, 8), calls=1), False),
+        (BatchNormUse(axis=1, ndim=2, shape=(128,), calls=1), False),  # after a Dense
+        (BatchNormUse(axis=-1, ndim=None, shape=None, calls=1), False),  # shape unknown
+    ],
+)
+def test_only_batchnorm_over_the_last_axis_of_image_data_is_a_layout_cost(
+    use: BatchNormUse, last: bool
+) -> None:
+    assert use.last_axis is last
+
+
+def _render(result: ProfileResult) -> str:
+    import click
+    from click.testing import CliRunner
+
+    from kmx_tune.commands.profile import render_text
+
+    @click.command()
+    def show() -> None:
+        render_text(result)
+
+    run = CliRunner().invoke(show, [])
+    assert run.exception is None, run.exception
+    return run.output
+
+
+def test_markup_in_the_script_path_its_error_and_operator_names_is_printed_as_text() -> None:
+    """C7: these strings come from the user (and the profiler's bulk segments look like
+    "[transpose,Convolution,...]"); rich must not read them as markup."""
+    result = dataclasses.replace(
+        _result(),
+        script="a[/b].py",
+        script_error="ValueError: bad path [/data/x] [bold]y",
+        exit_status=1,
+        trace="/tmp/[red]t.json",
+        operators=(
+            dataclasses.replace(
+                operators_from_aggregate(AGGREGATE)[0], name="[transpose,Convolution]"
+            ),
+        ),
+    )
+    out = _render(result)
+    assert "Profile of a[/b].py" in out
+    assert "The script exited with status 1 (ValueError: bad path [/data/x] [bold]y)." in out
+    assert "Trace: /tmp/[red]t.json" in out
+    assert "[transpose,Convolution]" in out
+
+
+def test_piped_profile_rows_stay_on_one_line() -> None:
+    long_name = "_backward_" + "x" * 90
+    result = dataclasses.replace(
+        _result(),
+        operators=(dataclasses.replace(operators_from_aggregate(AGGREGATE)[0], name=long_name),),
+    )
+    out = _render(result)
+    row = next(line for line in out.splitlines() if line.startswith(long_name))
+    assert row.rstrip().endswith("%")
+
+
 def kmx(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kmx_tune", *args],
@@ -145,6 +278,28 @@ def kmx(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
         check=False,
         env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
     )
+
+
+@pytest.mark.parametrize("how", ["default", "out"])
+def test_an_existing_trace_is_kept_without_force(tmp_path: Path, how: str) -> None:
+    """B14: as convert does with its outputs, refuse before the script runs."""
+    script = tmp_path / "train.py"
+    script.write_text("open('ran', 'w').close()\n")
+    trace = tmp_path / ("train.profile.json" if how == "default" else "mine.json")
+    trace.write_text("the user's earlier trace")
+    args = (
+        ["profile", str(script)]
+        if how == "default"
+        else ["profile", "--out", str(trace), str(script)]
+    )
+    proc = kmx(*args, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"Error: {trace} exists; pass --force to overwrite it, or write the trace elsewhere "
+        "with --out FILE"
+    )
+    assert trace.read_text() == "the user's earlier trace"
+    assert not (tmp_path / "ran").exists()
 
 
 def test_a_missing_script_is_one_clear_error(tmp_path: Path) -> None:
@@ -313,7 +468,7 @@ def test_a_trace_left_by_an_earlier_run_is_not_passed_off_as_this_runs(
     )
     stale = tmp_path / "own.profile.json"
     stale.write_text('{"traceEvents": []}')
-    proc = kmx("profile", "--python", str(mxnet_venv), str(script), cwd=tmp_path)
+    proc = kmx("profile", "--python", str(mxnet_venv), "--force", str(script), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "Trace: none was written" in proc.stdout
 
@@ -389,3 +544,158 @@ def test_numpy_124_gives_exactly_one_error_line(tmp_path: Path) -> None:
     assert len(lines) == 1, proc.stderr
     assert "module 'numpy' has no attribute 'bool'" in lines[0]
     assert "kmx-tune install-mxnet --python" in lines[0]
+
+
+MARKUP_SCRIPT = """\
+import sys
+import mxnet as mx
+mx.nd.ones((4, 4)).wait_to_read()
+if sys.argv[1] == "raise":
+    raise ValueError("bad path [/data/x] [bold]y")
+sys.exit("exit text [/data/y]")
+"""
+
+
+@pytest.mark.venv
+@pytest.mark.parametrize(("mode", "status"), [("raise", 1), ("exit", 1)])
+def test_markup_in_a_script_path_and_its_errors_does_not_crash_kmx_tune(
+    mxnet_venv: Path, tmp_path: Path, mode: str, status: int
+) -> None:
+    """C7: a path with [ and ], an exception or sys.exit text with [/...]: the script's
+    status passes through and the text is shown as it is."""
+    folder = tmp_path / "a["
+    folder.mkdir()
+    script = folder / "b].py"
+    script.write_text(MARKUP_SCRIPT)
+    proc = kmx("profile", "--python", str(mxnet_venv), str(script), mode, cwd=tmp_path)
+    assert proc.returncode == status, proc.stderr
+    assert "MarkupError" not in proc.stderr
+    assert f"Profile of {script}" in proc.stdout
+    if mode == "raise":
+        assert "(ValueError: bad path [/data/x] [bold]y)." in proc.stdout
+    else:
+        assert "exit text [/data/y]" in proc.stderr
+    assert "Trace: " + str(tmp_path / "b].profile.json") in proc.stdout
+
+
+FORK_SCRIPT = """\
+import os, sys
+import mxnet as mx
+a = mx.nd.ones((32, 32))
+mx.nd.dot(a, a).wait_to_read()
+pid = os.fork()
+if pid == 0:
+    print("child ran", flush=True)
+    sys.exit(0)  # back into the runner, as `python script.py` would end the child
+_, status = os.waitpid(pid, 0)
+print("child status", status, flush=True)
+mx.nd.dot(a, a).wait_to_read()
+"""
+
+
+@pytest.mark.venv
+def test_a_forked_child_does_not_run_the_profilers_shutdown(
+    mxnet_venv: Path, tmp_path: Path
+) -> None:
+    """B11: the child left through the runner's profiler stop/dump and MXNet aborted."""
+    script = tmp_path / "forks.py"
+    script.write_text(FORK_SCRIPT)
+    proc = kmx("profile", "--python", str(mxnet_venv), "--json", str(script), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "terminate called" not in proc.stderr
+    assert proc.stderr.count("child ran") == 1
+    assert "child status 0" in proc.stderr
+    data = json.loads(proc.stdout)  # the parent's summary, once
+    dot = next(op for op in data["operators"] if op["name"] == "dot")
+    assert dot["count"] == 2
+
+
+@pytest.mark.venv
+def test_steps_bounds_the_profile_and_the_trace(
+    mxnet_venv: Path, conv_script: Path, tmp_path: Path
+) -> None:
+    proc = kmx(
+        "profile",
+        "--python",
+        str(mxnet_venv),
+        "--steps",
+        "2",
+        "--json",
+        str(conv_script),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    conv = next(op for op in data["operators"] if op["name"] == "Convolution")
+    assert conv["count"] == 2  # the script runs 3 steps; the 3rd is not profiled
+    assert data["steps"] == 2 and data["profiled_steps"] == 2
+    assert data["trace_bytes"] == (tmp_path / "train.profile.json").stat().st_size
+    text = kmx(
+        "profile",
+        "--python",
+        str(mxnet_venv),
+        "--steps",
+        "2",
+        "--force",
+        str(conv_script),
+        cwd=tmp_path,
+    )
+    assert "(mxnet 1.9.1, first 2 steps)" in text.stdout
+    assert "KB; open it in chrome://tracing" in text.stdout
+
+
+KERAS_CNN = """\
+import sys
+import numpy as np
+from keras import backend as K
+from keras import layers, models
+
+fmt = sys.argv[1]
+K.set_image_data_format(fmt)
+shape = (3, 32, 32) if fmt == "channels_first" else (32, 32, 3)
+m = models.Sequential()
+m.add(layers.Conv2D(32, (3, 3), padding="same", input_shape=shape))
+m.add(layers.BatchNormalization())
+m.add(layers.Activation("relu"))
+m.add(layers.Conv2D(32, (3, 3), padding="same"))
+m.add(layers.BatchNormalization())
+m.add(layers.Activation("relu"))
+m.add(layers.MaxPooling2D())
+m.add(layers.Flatten())
+m.add(layers.Dense(10, activation="softmax"))
+m.compile(loss="categorical_crossentropy", optimizer="adam")
+x = np.random.uniform(size=(256,) + shape).astype("float32")
+y = np.eye(10, dtype="float32")[np.random.randint(0, 10, size=256)]
+m.fit(x, y, batch_size=32, epochs=1, verbose=0)
+"""
+
+
+@pytest.mark.venv
+def test_profile_of_keras_training_names_batchnorm_and_knows_channels_first(
+    keras_venv: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(KERAS_CNN)
+    env_home = {"KERAS_BACKEND": "mxnet", "KERAS_HOME": str(tmp_path / "kh")}
+    layouts = {}
+    for fmt in ("channels_last", "channels_first"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "kmx_tune", "profile", "--python", str(keras_venv)]
+            + ["--steps", "4", "--out", str(tmp_path / f"{fmt}.json"), "--json", str(script), fmt],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            check=False,
+            env={**os.environ, **env_home},
+        )
+        assert proc.returncode == 0, proc.stderr
+        layouts[fmt] = json.loads(proc.stdout)
+    last = layouts["channels_last"]["layout"]
+    assert last["format"] == "channels_last"
+    assert last["main_cost"] == "batchnorm"
+    assert last["saving"]["batchnorm_share"] > 0
+    assert "the main layout cost is BatchNorm over the last axis" in last["advice"]
+    assert {(bn["axis"], bn["ndim"]) for bn in last["batchnorm"]} == {(3, 4)}
+    first = layouts["channels_first"]["layout"]
+    assert first["format"] == "channels_first"
+    assert first["advice"].startswith("the model already runs channels_first")

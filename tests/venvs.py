@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 MXNET_REQUIREMENTS = ["mxnet==1.9.1", "numpy==1.23.5"]
+KERAS_REQUIREMENTS = ["keras-mxnet==2.2.4.3", *MXNET_REQUIREMENTS]
 
 
 def pip_env() -> dict[str, str]:

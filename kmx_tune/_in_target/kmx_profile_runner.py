@@ -1,13 +1,34 @@
 """Run a Python script under the MXNet profiler, as ``python SCRIPT ARGS`` would run it.
 
-Usage (from kmx-tune): ``python kmx_profile_runner.py --out TRACE --stats STATS -- SCRIPT ARGS...``
+Usage (from kmx-tune)::
+
+    python kmx_profile_runner.py --out TRACE --stats STATS [--steps N] -- SCRIPT ARGS...
 
 Runs INSIDE the target interpreter: stdlib and mxnet only, Python 3.6+ syntax. The
 script sees ``sys.argv == [SCRIPT, ARGS...]``, runs as ``__main__`` with its own
 folder first on ``sys.path``, in the unchanged working directory; this process exits
 with the script's status. The profile collected so far is saved even when the script
 raises or calls ``sys.exit``. STATS receives one JSON object: the profiler's aggregate
-statistics plus what happened (mxnet version, exit status, the script's error).
+statistics plus what happened (mxnet version, exit status, the script's error) and
+what tells the model's data format:
+
+- every ``BatchNorm`` the script creates (``mx.sym.BatchNorm``, ``mx.nd.BatchNorm``:
+  Keras-MXNet's BatchNormalization and Gluon's BatchNorm both call these): its axis
+  and, where it can be known, the data's shape. BatchNorm over the last axis of image
+  data is what channels_last makes Keras-MXNet do, and MXNet's CPU BatchNorm is fast
+  only over axis 1;
+- Keras's ``image_data_format()`` at the end, when the script imported Keras;
+- for BatchNorm over the last axis: how long one forward+backward takes on this
+  machine in that form and in the channels_first form (axis 1), timed after the
+  script, outside the profile.
+
+``--steps N`` stops the profiler after N training steps (a step ends with a backward
+pass: of a bound graph -- Keras-MXNet, Module, symbolic executors -- or of autograd --
+Gluon), so the trace stays small; the rest of the script runs unprofiled.
+
+A child the script forks never runs any of this: when the script returns or raises in
+a process that is not the one that started, it flushes its output and leaves with
+``os._exit`` (MXNet's profiler calls abort in a forked child).
 """
 
 import builtins
@@ -17,13 +38,17 @@ import json
 import os
 import runpy
 import sys
+import time
 import traceback
 import types
 import warnings
 import zipfile
 
-SCHEMA = "kmx-tune/profile-run/1"
+SCHEMA = "kmx-tune/profile-run/2"
 MXNET_MISSING = 3  # exit status when mxnet itself cannot be imported (STATS says so)
+CALIBRATION_BATCH = 16
+CALIBRATION_REPEATS = 5
+CALIBRATION_MAX_SHAPES = 12
 
 
 def _error_line(exc):
@@ -32,8 +57,8 @@ def _error_line(exc):
 
 
 def _parse(argv):
-    """(trace, stats, script, script_args) from --out T --stats S -- SCRIPT ARGS."""
-    trace = stats = None
+    """(trace, stats, steps, script, script_args) from the command line."""
+    opts = {"--out": None, "--stats": None, "--steps": None}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -41,16 +66,16 @@ def _parse(argv):
             rest = argv[i + 1 :]
             if not rest:
                 break
-            return trace, stats, rest[0], rest[1:]
-        if arg in ("--out", "--stats") and i + 1 < len(argv):
-            if arg == "--out":
-                trace = argv[i + 1]
-            else:
-                stats = argv[i + 1]
+            steps = int(opts["--steps"]) if opts["--steps"] else None
+            return opts["--out"], opts["--stats"], steps, rest[0], rest[1:]
+        if arg in opts and i + 1 < len(argv):
+            opts[arg] = argv[i + 1]
             i += 2
             continue
         break
-    sys.stderr.write("usage: kmx_profile_runner.py --out TRACE --stats STATS -- SCRIPT [ARGS...]\n")
+    sys.stderr.write(
+        "usage: kmx_profile_runner.py --out TRACE --stats STATS [--steps N] -- SCRIPT [ARGS...]\n"
+    )
     sys.exit(2)
 
 
@@ -112,8 +137,196 @@ def _exit_status(code):
     return 1
 
 
+# --------------------------------------------------------------------------- hooks
+
+
+class Hooks(object):
+    """What the script does that tells its data format, and the step counter."""
+
+    def __init__(self, mx, steps):
+        self.mx = mx
+        self.batchnorm = {}  # (axis, ndim or None, per-sample shape or None) -> calls
+        self.original_batchnorm = getattr(mx.nd, "BatchNorm", None)
+        self.steps = steps
+        self.seen = 0
+        self.stopped = False
+        self.stopped_at = None
+
+    def install(self):
+        mx = self.mx
+        for module in (mx.sym, mx.nd):
+            original = getattr(module, "BatchNorm", None)
+            if original is not None:
+                module.BatchNorm = self._batchnorm_wrapper(original, module is mx.nd)
+        if self.steps is not None:
+            executor = mx.executor.Executor
+            executor.forward = self._forward_wrapper(executor.forward)
+            executor.backward = self._step_wrapper(executor.backward)
+            mx.nd.NDArray.backward = self._step_wrapper(mx.nd.NDArray.backward)
+            mx.autograd.backward = self._step_wrapper(mx.autograd.backward)
+
+    def _batchnorm_wrapper(self, original, imperative):
+        hooks = self
+
+        def BatchNorm(*args, **kwargs):  # noqa: N802 (MXNet's name)
+            with contextlib.suppress(Exception):  # observing must never break the script
+                hooks._note_batchnorm(args, kwargs, imperative)
+            return original(*args, **kwargs)
+
+        BatchNorm.__doc__ = original.__doc__
+        BatchNorm.__name__ = getattr(original, "__name__", "BatchNorm")
+        return BatchNorm
+
+    def _note_batchnorm(self, args, kwargs, imperative):
+        data = args[0] if args else kwargs.get("data")
+        axis = int(kwargs.get("axis", 1))
+        shape = None
+        if imperative:
+            shape = tuple(data.shape)
+        else:
+            _, outputs, _ = data.infer_shape_partial()
+            if outputs and len(outputs) == 1 and outputs[0]:
+                shape = tuple(outputs[0])
+        ndim = len(shape) if shape else None
+        if ndim is not None:
+            axis = axis % ndim
+        sample = tuple(shape[1:]) if shape and all(d > 0 for d in shape[1:]) else None
+        key = (axis, ndim, sample)
+        self.batchnorm[key] = self.batchnorm.get(key, 0) + 1
+
+    def _step_wrapper(self, original):
+        """A backward pass ends a training step: count it; the next one after the
+        last step to profile stops the profiler first."""
+        hooks = self
+
+        def step(*args, **kwargs):
+            if hooks.seen >= hooks.steps:
+                hooks.stop()
+            result = original(*args, **kwargs)
+            hooks.seen += 1
+            return result
+
+        step.__doc__ = original.__doc__
+        step.__name__ = getattr(original, "__name__", "step")
+        return step
+
+    def _forward_wrapper(self, original):
+        """A training forward of a bound graph after the last step to profile stops
+        the profiler first (Keras-MXNet's own evaluations of variables, forward
+        passes without training, do not count as steps)."""
+        hooks = self
+
+        def forward(self, is_train=False, **kwargs):
+            if is_train and hooks.seen >= hooks.steps:
+                hooks.stop()
+            return original(self, is_train=is_train, **kwargs)
+
+        forward.__doc__ = original.__doc__
+        return forward
+
+    def stop(self):
+        """Stop the profiler once the steps so far have finished."""
+        if self.stopped:
+            return
+        with contextlib.suppress(Exception):
+            self.mx.nd.waitall()
+        self.mx.profiler.set_state("stop")
+        self.stopped = True
+        self.stopped_at = self.seen
+
+    def batchnorm_report(self):
+        return [
+            {"axis": axis, "ndim": ndim, "shape": list(sample) if sample else None, "calls": n}
+            for (axis, ndim, sample), n in sorted(self.batchnorm.items(), key=str)
+        ]
+
+    def calibrate(self):
+        """Forward+backward time of each BatchNorm that runs over the last axis of image
+        data, as it is and moved to axis 1 (channels_first), in milliseconds."""
+        out = []
+        todo = [
+            key
+            for key in sorted(self.batchnorm, key=str)
+            if key[1] is not None and key[1] >= 3 and key[0] != 1 and key[2] is not None
+        ][:CALIBRATION_MAX_SHAPES]
+        for axis, ndim, sample in todo:
+            shape = (CALIBRATION_BATCH,) + tuple(sample)
+            channels = shape[axis]
+            rest = tuple(d for i, d in enumerate(shape) if i not in (0, axis))
+            first = (shape[0], channels) + rest
+            try:
+                as_is, moved = self._time_pair(shape, axis, first, channels)
+            except Exception:  # noqa: S112 (a shape MXNet refuses here is skipped)
+                continue
+            out.append(
+                {
+                    "axis": axis,
+                    "ndim": ndim,
+                    "shape": list(sample),
+                    "calls": self.batchnorm[(axis, ndim, sample)],
+                    "ms": as_is,
+                    "channels_first_ms": moved,
+                }
+            )
+        return out
+
+    def _time_pair(self, shape, axis, first, channels):
+        """(ms as is, ms on axis 1): the fastest of CALIBRATION_REPEATS alternating runs
+        of each, after one warm-up run of each (other work on the machine only ever
+        adds time, so the minimum is the truest)."""
+        forms = [
+            self._batchnorm_step(shape, axis, channels),
+            self._batchnorm_step(first, 1, channels),
+        ]
+        best = [None, None]
+        for i in range(CALIBRATION_REPEATS + 1):
+            for j, run in enumerate(forms):
+                took = run()
+                if i and (best[j] is None or took < best[j]):
+                    best[j] = took
+        return best[0], best[1]
+
+    def _batchnorm_step(self, shape, axis, channels):
+        """A function that times one BatchNorm forward+backward (ms) on *shape*."""
+        mx = self.mx
+        batchnorm = self.original_batchnorm
+        if batchnorm is None:
+            raise RuntimeError("this mxnet has no nd.BatchNorm")
+        x = mx.nd.random.uniform(shape=shape)
+        x.attach_grad()
+        params = [mx.nd.ones((channels,)), mx.nd.zeros((channels,))]
+        for p in params:
+            p.attach_grad()
+        stats = [mx.nd.zeros((channels,)), mx.nd.ones((channels,))]
+
+        def run():
+            mx.nd.waitall()
+            start = time.perf_counter()
+            with mx.autograd.record():
+                y = batchnorm(x, params[0], params[1], stats[0], stats[1], axis=axis)
+            y.backward()
+            mx.nd.waitall()
+            return (time.perf_counter() - start) * 1000.0
+
+        return run
+
+
+def _keras_format():
+    """Keras's image_data_format() when the script imported Keras, else None."""
+    keras = sys.modules.get("keras")
+    backend = getattr(keras, "backend", None)
+    getter = getattr(backend, "image_data_format", None)
+    if getter is None:
+        return None
+    try:
+        value = getter()
+    except Exception:
+        return None
+    return value if value in ("channels_first", "channels_last") else None
+
+
 def main(argv):
-    trace, stats, script, script_args = _parse(argv)
+    trace, stats, steps, script, script_args = _parse(argv)
     if trace is None or stats is None:
         sys.stderr.write("kmx_profile_runner.py: --out and --stats are required\n")
         return 2
@@ -126,6 +339,11 @@ def main(argv):
         "trace": None,
         "exit_status": None,
         "script_error": None,
+        "steps": steps,
+        "profiled_steps": None,
+        "batchnorm": [],
+        "batchnorm_timing": [],
+        "keras_format": None,
     }
     # Warnings from a failing import (numpy 1.24's np.bool FutureWarning) would only
     # clutter kmx-tune's one-line error; after a good import they show as usual.
@@ -146,8 +364,21 @@ def main(argv):
     sys.path[0] = os.path.dirname(os.path.realpath(script))
     main_file = os.path.abspath(script) if sys.version_info >= (3, 9) else script
 
-    mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=trace)
+    hooks = Hooks(mx, steps)
+    hooks.install()
+    # Operators and memory, not every C API call: those (shape and dtype queries while
+    # Keras builds its graphs) were three quarters of a Keras trace and tell nothing
+    # about where training time goes.
+    mx.profiler.set_config(
+        profile_symbolic=True,
+        profile_imperative=True,
+        profile_memory=True,
+        profile_api=False,
+        aggregate_stats=True,
+        filename=trace,
+    )
     status = 0
+    pid = os.getpid()
     mx.profiler.set_state("run")
     try:
         _run_as_main(script, main_file)
@@ -161,14 +392,24 @@ def main(argv):
         _print_script_traceback(type(exc), exc, exc.__traceback__)
         report["script_error"] = _error_line(exc)
         status = 1
-    finally:
+    if os.getpid() != pid:
+        # a child the script forked and did not end itself: it must not touch the
+        # parent's profiler (MXNet aborts) nor write the parent's statistics
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(status)
+    try:
         sys.stdout.flush()
         # let queued operators finish so they are counted; an asynchronous error
         # there is the script's own business
         with contextlib.suppress(Exception):
             mx.nd.waitall()
+        if steps is not None:
+            report["profiled_steps"] = hooks.stopped_at if hooks.stopped else hooks.seen
         try:
-            mx.profiler.set_state("stop")
+            if not hooks.stopped:
+                mx.profiler.set_state("stop")
             report["aggregate"] = json.loads(mx.profiler.dumps(format="json"))
         except Exception as exc:
             report["aggregate_error"] = _error_line(exc)
@@ -178,6 +419,11 @@ def main(argv):
                 report["trace"] = os.path.abspath(trace)
         except Exception as exc:
             report["aggregate_error"] = report["aggregate_error"] or _error_line(exc)
+        report["keras_format"] = _keras_format()
+        report["batchnorm"] = hooks.batchnorm_report()
+        with contextlib.suppress(Exception):
+            report["batchnorm_timing"] = hooks.calibrate()
+    finally:
         report["exit_status"] = status
         _write_stats(stats, report)
     return status
