@@ -109,7 +109,9 @@ def main() -> None:
         (work / "train.py").write_text(TRAIN)
         args = ["train.py", str(opts.steps), str(opts.batch)]
         plain = [opts.python, *args]
-        profiled = [sys.executable, "-m", "kmx_tune", "profile", "--python", opts.python, *args]
+        # --force: each round replaces the trace of the one before
+        profiled = [sys.executable, "-m", "kmx_tune", "profile", "--force", "--python", opts.python]
+        profiled += args
         walls: dict[str, list[float]] = {"plain": [], "profiled": []}
         loops: dict[str, list[float]] = {"plain": [], "profiled": []}
         for r in range(opts.rounds):

@@ -22,9 +22,11 @@ what tells the model's data format:
   machine in that form and in the channels_first form (axis 1), timed after the
   script, outside the profile.
 
-``--steps N`` stops the profiler after N training steps (a step ends with a backward
-pass: of a bound graph -- Keras-MXNet, Module, symbolic executors -- or of autograd --
-Gluon), so the trace stays small; the rest of the script runs unprofiled.
+``--steps N`` stops the profiler after N training steps, so the trace stays small; the
+rest of the script runs unprofiled. A step ends with a backward pass (of a bound graph
+-- Keras-MXNet, Module, symbolic executors -- or of autograd -- Gluon); the profiler
+stops when the next one starts (a training forward of a bound graph, entering
+``autograd.record()``, or a backward).
 
 A child the script forks never runs any of this: when the script returns or raises in
 a process that is not the one that started, it flushes its output and leaves with
@@ -164,6 +166,7 @@ class Hooks(object):
             executor.backward = self._step_wrapper(executor.backward)
             mx.nd.NDArray.backward = self._step_wrapper(mx.nd.NDArray.backward)
             mx.autograd.backward = self._step_wrapper(mx.autograd.backward)
+            mx.autograd.record = self._record_wrapper(mx.autograd.record)
 
     def _batchnorm_wrapper(self, original, imperative):
         hooks = self
@@ -223,6 +226,19 @@ class Hooks(object):
 
         forward.__doc__ = original.__doc__
         return forward
+
+    def _record_wrapper(self, original):
+        """Gluon's training step starts with ``autograd.record()``: after the last step
+        to profile, entering it stops the profiler first."""
+        hooks = self
+
+        def record(*args, **kwargs):
+            if hooks.seen >= hooks.steps:
+                hooks.stop()
+            return original(*args, **kwargs)
+
+        record.__doc__ = original.__doc__
+        return record
 
     def stop(self):
         """Stop the profiler once the steps so far have finished."""
