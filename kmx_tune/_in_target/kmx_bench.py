@@ -9,7 +9,8 @@ Usage: ``python kmx_bench.py CONFIG_JSON`` where CONFIG_JSON holds::
      "bulk": [null, "0"]}                       # MXNET_EXEC_BULK_EXEC_* per cell; null: as set
 
 Runs INSIDE the target interpreter: stdlib, mxnet, numpy (and keras when there), Python
-3.6+ syntax. It builds one cell per (format, bulk setting), runs a few warm-up steps in
+3.6+ syntax. It is one piece because the target runs it by path, where nothing of
+kmx-tune can be imported: the models, the worker and its protocol travel together. It builds one cell per (format, bulk setting), runs a few warm-up steps in
 each, then prints one JSON line (``{"event": "ready", ...}`` or ``{"event": "error",
 ...}``) and answers commands, one JSON line each, read from stdin:
 
