@@ -10,8 +10,10 @@ Usage: ``python kmx_bench.py CONFIG_JSON`` where CONFIG_JSON holds::
 
 Runs INSIDE the target interpreter: stdlib, mxnet, numpy (and keras when there), Python
 3.6+ syntax. It is one piece because the target runs it by path, where nothing of
-kmx-tune can be imported: the models, the worker and its protocol travel together. It builds one cell per (format, bulk setting), runs a few warm-up steps in
-each, then prints one JSON line (``{"event": "ready", ...}`` or ``{"event": "error",
+kmx-tune can be imported: the models, the worker and its protocol travel together.
+
+It builds one cell per (format, bulk setting), runs a few warm-up steps in each, then
+prints one JSON line (``{"event": "ready", ...}`` or ``{"event": "error",
 ...}``) and answers commands, one JSON line each, read from stdin:
 
 - ``{"cmd": "run", "cell": I, "steps": K}``: K timed steps of cell I -> ``{"event":
@@ -186,7 +188,9 @@ def keras_data(np, model, batch, rng):
         for s in _shapes(model.input_shape)
     ]
     losses = getattr(model, "loss", None)
-    if not isinstance(losses, (list, tuple)):
+    if isinstance(losses, dict):
+        losses = [losses.get(name) for name in getattr(model, "output_names", [])]
+    if not isinstance(losses, (list, tuple)) or not losses:
         losses = [losses] * len(_shapes(model.output_shape))
     targets = []
     for shape, loss in zip(_shapes(model.output_shape), losses):
@@ -204,13 +208,12 @@ def keras_data(np, model, batch, rng):
 
 
 class KerasCell(object):
-    def __init__(self, keras, np, fmt, config, rng):
+    def __init__(self, keras, np, fmt, config, rng, func=None):
         from keras import backend as K  # noqa: N812
 
         self.fmt = fmt
         K.set_image_data_format(fmt)
         if config.get("model_file"):
-            func = load_user_function(config["model_file"], config["model_function"])
             try:
                 model = func()
             except BaseException as exc:
@@ -382,6 +385,7 @@ class Worker(object):
         self.mx = None  # type: Any
         self.np = None  # type: Any
         self.keras = None  # type: Any
+        self.user_function = None  # type: Any
         self.cells = []
 
     def start(self):
@@ -475,7 +479,12 @@ class Worker(object):
 
     def _build(self, fmt, rng):
         if self.keras is not None:
-            return KerasCell(self.keras, self.np, fmt, self.config, rng)
+            if self.config.get("model_file") and self.user_function is None:
+                # imported once: a module that loads data at import does it once
+                self.user_function = load_user_function(
+                    self.config["model_file"], self.config["model_function"]
+                )
+            return KerasCell(self.keras, self.np, fmt, self.config, rng, self.user_function)
         return SymbolicCell(self.mx, self.np, fmt, self.config, rng)
 
     def _check_shapes(self):
