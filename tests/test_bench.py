@@ -17,6 +17,7 @@ import pytest
 
 from kmx_tune.bench import (
     _cells,
+    _notes,
     _ratio,
     parse_model_spec,
     run_bench,
@@ -212,6 +213,15 @@ def test_where_the_difference_goes_groups_operators_by_layer_type() -> None:
     assert rows[0] == KindRow(BATCHNORM, 8.0, 45.0)
     assert rows[1] == KindRow(TRANSPOSES, 0.5, 8.0)
     assert rows[2] == KindRow(BIAS_ADD, 0.0, 2.0)
+
+
+def test_a_busy_machine_is_noted_before_anyone_changes_omp_num_threads() -> None:
+    assert _notes(1.2, 1.9, 2, {}) == []
+    (note,) = _notes(1.2, 9.5, 2, {})
+    assert note.startswith("this machine was busy (load average up to 9.5 on 2 CPUs)")
+    assert "run bench again when it is quieter" in note
+    (keras,) = _notes(None, None, 2, {"model_kind": "symbolic", "keras_error": "No module"})
+    assert "did not import" in keras and "No module" in keras
 
 
 # ---------------------------------------------------------------- errors

@@ -253,12 +253,7 @@ def run_bench(
     ready = readies[0]
     cells = _cells(settings, bulk, mode, env, times, batch, fmt_now, n_rounds)
     ratio = _ratio(times, bulk, n_rounds)
-    notes = []
-    if ready.get("keras_error") and ready.get("model_kind") == "symbolic":
-        notes.append(
-            "Keras with the MXNet backend did not import in the target "
-            f"({ready['keras_error']}), so the MXNet graph Keras-MXNet builds was timed instead"
-        )
+    notes = _notes(load_start, load_end, logical, ready)
     return BenchResult(
         python=target.python,
         mxnet_version=ready.get("mxnet_version"),
@@ -286,6 +281,26 @@ def run_bench(
         quick=quick,
         notes=tuple(notes),
     )
+
+
+def _notes(
+    load_start: float | None, load_end: float | None, logical: int, ready: Mapping[str, Any]
+) -> list[str]:
+    """What the reader should know about how the figures were taken."""
+    notes = []
+    busiest = max(load_start or 0.0, load_end or 0.0)
+    if busiest > logical:
+        notes.append(
+            f"this machine was busy (load average up to {busiest:.1f} on {logical} CPUs): other "
+            "work slows every setting, and OpenMP threads most; run bench again when it is "
+            "quieter before you change OMP_NUM_THREADS"
+        )
+    if ready.get("keras_error") and ready.get("model_kind") == "symbolic":
+        notes.append(
+            "Keras with the MXNet backend did not import in the target "
+            f"({ready['keras_error']}), so the MXNet graph Keras-MXNet builds was timed instead"
+        )
+    return notes
 
 
 def _receive(
