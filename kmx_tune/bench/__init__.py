@@ -239,7 +239,9 @@ def run_bench(
             deadline = None
             if rounds is None:
                 deadline = started + (QUICK_BUDGET_S if quick else BUDGET_S)
-            times = _measure(workers, readies, n_rounds, deadline, say, target.python, batch, model)
+            times = _measure(
+                workers, readies, n_rounds, deadline, say, target.python, batch, model, len(bulk)
+            )
             n_rounds = len(next(iter(times.values())))
             profiled = QUICK_PROFILED_STEPS if quick else PROFILED_STEPS
             say(f"Profiling {profiled} steps of each format...")
@@ -330,11 +332,16 @@ def _measure(
     python: str,
     batch: int,
     model: ModelSpec | None,
+    n_bulk: int,
 ) -> Times:
     """Run every cell STEPS_PER_ROUND steps per round. The order turns every round (and
-    reverses every other), so no cell always follows the same one. After *deadline*
-    (perf_counter seconds) no new round starts once MIN_ROUNDS are done."""
+    reverses every other), so no cell always follows the same one. The two cells of the
+    prediction (both formats with the current settings) are visited a second time half a
+    round later when there are other cells, so the ratio has twice the samples and the
+    sweep's cells cannot crowd it out. After *deadline* (perf_counter seconds) no new
+    round starts once MIN_ROUNDS are done."""
     pairs = [(w, c) for w, ready in enumerate(readies) for c in range(len(ready["cells"]))]
+    current = [(0, _cell_index(fmt, 0, n_bulk)) for fmt in FORMATS]
     times: Times = {pair: [] for pair in pairs}
     for r in range(n_rounds):
         if deadline is not None and r >= MIN_ROUNDS and time.perf_counter() > deadline:
@@ -345,13 +352,19 @@ def _measure(
         order = pairs[shift:] + pairs[:shift]
         if r % 2:
             order.reverse()
+        if len(pairs) > len(current):
+            half = len(order) // 2
+            order[half:half] = current if r % 2 else current[::-1]
+        seen: dict[tuple[int, int], list[float]] = {}
         for w, c in order:
             workers[w].send({"cmd": "run", "cell": c, "steps": STEPS_PER_ROUND})
             reply = _receive(workers[w], STEP_TIMEOUT_S, python, batch, model)
             seconds = [float(s) for s in reply.get("seconds") or []]
             if not seconds or min(seconds) <= 0:
                 raise KmxError("the benchmark reported no usable step times")
-            times[(w, c)].append(sum(seconds) / len(seconds))
+            seen.setdefault((w, c), []).extend(seconds)
+        for pair, seconds in seen.items():
+            times[pair].append(sum(seconds) / len(seconds))
     return times
 
 
