@@ -16,11 +16,15 @@ formats' epochs alternate (the order swaps every pair) and a machine getting bus
 quieter hits both alike. The first epoch of each is a warm-up and is not counted. The
 ratio is the median of the per-pair ratios (channels_last epoch / channels_first epoch).
 
-Then `kmx-tune bench --json` (the representative CNN; `--quick` by default here, the
-full run with --full) and `kmx-tune bench --model train_cnn.py:build_model --quick`
-run in the same environment, and their `ratio.median` is set beside the real one. The
-1-minute load average is printed at each step: other people's jobs on this machine
-change the absolute times a lot and the ratios a little.
+After each pair, `kmx-tune bench --quick --json` (kmx-tune's representative CNN) and
+`kmx-tune bench --quick --model train_cnn.py:build_model --json` (the script's own model)
+run in the same environment, so the predictions alternate with the real epochs and see
+the same machine; with --full, the default (full) bench runs once after the last pair.
+Each prediction is its `ratio.median`; the table sets their medians beside the real
+one. The 1-minute load average is printed after each pair: other people's jobs on this
+machine change the absolute times a lot, and the ratio too (MXNet's BatchNorm over the
+last axis is memory-bound and suffers more from a busy machine than the MKL-DNN kernels
+channels_first uses).
 
 Usage:
     python benchmarks/bench_training_vs_bench.py --python ~/venvs/keras38/bin/python
@@ -176,6 +180,7 @@ def main() -> None:
     parser.add_argument("--omp", default="2", help="OMP_NUM_THREADS ('unset' to leave it out)")
     parser.add_argument("--full", action="store_true", help="the full bench, not --quick")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # a TextIOWrapper
 
     env = dict(os.environ)
     env["KERAS_BACKEND"] = "mxnet"
@@ -196,6 +201,19 @@ def main() -> None:
         ):
             run_env = dict(env, KERAS_HOME=str(keras_home(folder, fmt, env)))
             trainers[fmt] = Trainer(args.python, script, path, run_env)
+        model_spec = f"{script}:build_model"
+        benches = {
+            "kmx-tune bench --quick": ["--quick"],
+            "kmx-tune bench --quick --model train_cnn.py:build_model": [
+                "--quick",
+                "--model",
+                model_spec,
+            ],
+        }
+        predicted: dict[str, list[float]] = {label: [] for label in benches}
+        walls: dict[str, list[float]] = {label: [] for label in benches}
+        loads = [os.getloadavg()[0]]
+        full = None
         try:
             print(f"warm-up epoch of each ({args.images} images, batch 64); load {load()}")
             for trainer in trainers.values():
@@ -206,43 +224,54 @@ def main() -> None:
                 for fmt in order:
                     times[fmt].append(trainers[fmt].epoch())
                 cl, cf = times["channels_last"][-1], times["channels_first"][-1]
-                print(
-                    f"pair {pair + 1}: channels_last {cl:.2f} s, channels_first {cf:.2f} s, "
-                    f"ratio {cl / cf:.2f}; load {load()}"
-                )
+                line = f"pair {pair + 1}: real epochs cl {cl:.2f} s, cf {cf:.2f} s: {cl / cf:.2f}x"
+                # the predictions alternate with the epochs, so both see the same machine
+                for label, extra in benches.items():
+                    start = time.perf_counter()
+                    result = bench(args.python, env, *extra)
+                    walls[label].append(time.perf_counter() - start)
+                    ratio = result["ratio"]
+                    assert isinstance(ratio, dict)
+                    predicted[label].append(float(ratio["median"]))
+                    line += f"; {label.split(' ', 2)[2]}: {predicted[label][-1]:.2f}x"
+                loads.append(os.getloadavg()[0])
+                print(f"{line}; load {load()}")
+            if args.full:
+                start = time.perf_counter()
+                full = (bench(args.python, env), time.perf_counter() - start)
         finally:
             for trainer in trainers.values():
                 trainer.close()
-        ratios = [cl / cf for cl, cf in zip(times["channels_last"], times["channels_first"])]
-        real = statistics.median(ratios)
-        print(
-            f"real training: channels_last {statistics.median(times['channels_last']):.2f} "
-            f"s/epoch, channels_first {statistics.median(times['channels_first']):.2f} s/epoch; "
-            f"median ratio {real:.2f} (pairs {min(ratios):.2f}-{max(ratios):.2f})"
-        )
-
-        predictions = {}
-        start = time.perf_counter()
-        default = bench(args.python, env, *(() if args.full else ("--quick",)))
-        label = "kmx-tune bench" + ("" if args.full else " --quick")
-        predictions[label] = (default, time.perf_counter() - start)
-        start = time.perf_counter()
-        own = bench(args.python, env, "--quick", "--model", f"{script}:build_model")
-        predictions["kmx-tune bench --quick --model train_cnn.py:build_model"] = (
-            own,
-            time.perf_counter() - start,
-        )
+    ratios = [cl / cf for cl, cf in zip(times["channels_last"], times["channels_first"])]
+    real = statistics.median(ratios)
+    print(
+        f"real training: channels_last {statistics.median(times['channels_last']):.2f} "
+        f"s/epoch, channels_first {statistics.median(times['channels_first']):.2f} s/epoch; "
+        f"median ratio {real:.2f} (pairs {min(ratios):.2f}-{max(ratios):.2f}); "
+        f"load average {min(loads):.1f}-{max(loads):.1f}"
+    )
     print()
-    print("| | channels_first faster by | vs real | wall | load after |")
-    print("|---|---|---|---|---|")
-    print(f"| real training (median of {args.pairs} epoch pairs) | {real:.2f}x | | | |")
-    for label, (result, wall) in predictions.items():
+    print("| | channels_first faster by (median, range) | vs real | wall (median) |")
+    print("|---|---|---|---|")
+    print(
+        f"| real training, {args.images} images, {args.pairs} epoch pairs | {real:.2f}x "
+        f"({min(ratios):.2f}-{max(ratios):.2f}) | | |"
+    )
+    for label, values in predicted.items():
+        med = statistics.median(values)
+        print(
+            f"| `{label}`, {len(values)} runs | {med:.2f}x ({min(values):.2f}-{max(values):.2f}) "
+            f"| {med / real - 1:+.0%} | {statistics.median(walls[label]):.0f} s |"
+        )
+    if full is not None:
+        result, wall = full
         ratio = result["ratio"]
         assert isinstance(ratio, dict)
-        predicted = float(ratio["median"])
+        med = float(ratio["median"])
         print(
-            f"| `{label}` | {predicted:.2f}x (IQR {ratio['iqr'][0]:.2f}-{ratio['iqr'][1]:.2f}) "
-            f"| {predicted / real - 1:+.0%} | {wall:.0f} s | {load()} |"
+            f"| `kmx-tune bench` (the full run, after the pairs) | {med:.2f}x "
+            f"(IQR {ratio['iqr'][0]:.2f}-{ratio['iqr'][1]:.2f}) | {med / real - 1:+.0%} "
+            f"| {wall:.0f} s |"
         )
 
 

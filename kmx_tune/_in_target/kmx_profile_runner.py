@@ -17,10 +17,10 @@ what tells the model's data format:
   and, where it can be known, the data's shape. BatchNorm over the last axis of image
   data is what channels_last makes Keras-MXNet do, and MXNet's CPU BatchNorm is fast
   only over axis 1;
-- Keras's ``image_data_format()`` at the end, when the script imported Keras;
-- for BatchNorm over the last axis: how long one forward+backward takes on this
-  machine in that form and in the channels_first form (axis 1), timed after the
-  script, outside the profile.
+- Keras's ``image_data_format()`` at the end, when the script imported Keras.
+
+(kmx-tune then times BatchNorm over the last axis against axis 1 in a separate process,
+``kmx_bn_calibrate.py``, so nothing of that lands in the script's profile or trace.)
 
 ``--steps N`` stops the profiler after N training steps, so the trace stays small; the
 rest of the script runs unprofiled. A step ends with a backward pass (of a bound graph
@@ -40,7 +40,6 @@ import json
 import os
 import runpy
 import sys
-import time
 import traceback
 import types
 import warnings
@@ -48,9 +47,6 @@ import zipfile
 
 SCHEMA = "kmx-tune/profile-run/2"
 MXNET_MISSING = 3  # exit status when mxnet itself cannot be imported (STATS says so)
-CALIBRATION_BATCH = 16
-CALIBRATION_REPEATS = 5
-CALIBRATION_MAX_SHAPES = 12
 
 
 def _error_line(exc):
@@ -148,7 +144,6 @@ class Hooks(object):
     def __init__(self, mx, steps):
         self.mx = mx
         self.batchnorm = {}  # (axis, ndim or None, per-sample shape or None) -> calls
-        self.original_batchnorm = getattr(mx.nd, "BatchNorm", None)
         self.steps = steps
         self.seen = 0
         self.stopped = False
@@ -256,76 +251,6 @@ class Hooks(object):
             for (axis, ndim, sample), n in sorted(self.batchnorm.items(), key=str)
         ]
 
-    def calibrate(self):
-        """Forward+backward time of each BatchNorm that runs over the last axis of image
-        data, as it is and moved to axis 1 (channels_first), in milliseconds."""
-        out = []
-        todo = [
-            key
-            for key in sorted(self.batchnorm, key=str)
-            if key[1] is not None and key[1] >= 3 and key[0] != 1 and key[2] is not None
-        ][:CALIBRATION_MAX_SHAPES]
-        for axis, ndim, sample in todo:
-            shape = (CALIBRATION_BATCH,) + tuple(sample)
-            channels = shape[axis]
-            rest = tuple(d for i, d in enumerate(shape) if i not in (0, axis))
-            first = (shape[0], channels) + rest
-            try:
-                as_is, moved = self._time_pair(shape, axis, first, channels)
-            except Exception:  # noqa: S112 (a shape MXNet refuses here is skipped)
-                continue
-            out.append(
-                {
-                    "axis": axis,
-                    "ndim": ndim,
-                    "shape": list(sample),
-                    "calls": self.batchnorm[(axis, ndim, sample)],
-                    "ms": as_is,
-                    "channels_first_ms": moved,
-                }
-            )
-        return out
-
-    def _time_pair(self, shape, axis, first, channels):
-        """(ms as is, ms on axis 1): the fastest of CALIBRATION_REPEATS alternating runs
-        of each, after one warm-up run of each (other work on the machine only ever
-        adds time, so the minimum is the truest)."""
-        forms = [
-            self._batchnorm_step(shape, axis, channels),
-            self._batchnorm_step(first, 1, channels),
-        ]
-        best = [None, None]
-        for i in range(CALIBRATION_REPEATS + 1):
-            for j, run in enumerate(forms):
-                took = run()
-                if i and (best[j] is None or took < best[j]):
-                    best[j] = took
-        return best[0], best[1]
-
-    def _batchnorm_step(self, shape, axis, channels):
-        """A function that times one BatchNorm forward+backward (ms) on *shape*."""
-        mx = self.mx
-        batchnorm = self.original_batchnorm
-        if batchnorm is None:
-            raise RuntimeError("this mxnet has no nd.BatchNorm")
-        x = mx.nd.random.uniform(shape=shape)
-        x.attach_grad()
-        params = [mx.nd.ones((channels,)), mx.nd.zeros((channels,))]
-        for p in params:
-            p.attach_grad()
-        stats = [mx.nd.zeros((channels,)), mx.nd.ones((channels,))]
-
-        def run():
-            mx.nd.waitall()
-            start = time.perf_counter()
-            with mx.autograd.record():
-                y = batchnorm(x, params[0], params[1], stats[0], stats[1], axis=axis)
-            y.backward()
-            mx.nd.waitall()
-            return (time.perf_counter() - start) * 1000.0
-
-        return run
-
 
 def _keras_format():
     """Keras's image_data_format() when the script imported Keras, else None."""
@@ -358,7 +283,6 @@ def main(argv):
         "steps": steps,
         "profiled_steps": None,
         "batchnorm": [],
-        "batchnorm_timing": [],
         "keras_format": None,
     }
     # Warnings from a failing import (numpy 1.24's np.bool FutureWarning) would only
@@ -437,8 +361,6 @@ def main(argv):
             report["aggregate_error"] = report["aggregate_error"] or _error_line(exc)
         report["keras_format"] = _keras_format()
         report["batchnorm"] = hooks.batchnorm_report()
-        with contextlib.suppress(Exception):
-            report["batchnorm_timing"] = hooks.calibrate()
     finally:
         report["exit_status"] = status
         _write_stats(stats, report)

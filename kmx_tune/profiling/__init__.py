@@ -54,6 +54,8 @@ BULK_EXEC_OFF: Mapping[str, str] = {
     "MXNET_EXEC_BULK_EXEC_INFERENCE": "0",
 }
 
+CALIBRATE_TIMEOUT_S = 120.0
+
 # A trace bigger than this gets a hint about --steps.
 LARGE_TRACE_BYTES = 10 * 1024 * 1024
 
@@ -127,6 +129,8 @@ def profile_script(
             # The child got the same SIGINT; let it save its profile and finish.
             status = proc.wait()
         report = _read_report(stats)
+    if report is not None and status != MXNET_MISSING:
+        report["batchnorm_timing"] = time_batchnorm(target, report.get("batchnorm") or (), env)
 
     if status == MXNET_MISSING and report is not None and report.get("mxnet_error"):
         raise KmxError(
@@ -145,6 +149,49 @@ def profile_script(
         env=BULK_EXEC_OFF,
         steps=steps,
     )
+
+
+# At most this many BatchNorm shapes are timed (each takes well under a second).
+MAX_TIMED_SHAPES = 12
+
+
+def time_batchnorm(
+    target: Target, records: Sequence[Mapping[str, Any]], env: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Time each BatchNorm the script ran over the last axis of image data against the
+    same on axis 1, in a fresh process in the target (``kmx_bn_calibrate.py``): the
+    runner's records in, the timings (with ``ndim`` and ``calls``) out. Empty when there
+    is nothing to time or the timing fails: the advice then says it could not be timed."""
+    todo: dict[tuple[int, tuple[int, ...]], int] = {}
+    for record in records:
+        if not isinstance(record, Mapping):
+            continue
+        shape, ndim, axis = record.get("shape"), record.get("ndim"), record.get("axis")
+        if not isinstance(shape, list) or not isinstance(ndim, int) or not isinstance(axis, int):
+            continue
+        if ndim < 3 or axis == 1 or len(shape) != ndim - 1:
+            continue
+        key = (axis, tuple(int(d) for d in shape))
+        todo[key] = todo.get(key, 0) + int(record.get("calls") or 0)
+    if not todo:
+        return []
+    entries = [{"axis": a, "shape": list(s)} for a, s in list(todo)[:MAX_TIMED_SHAPES]]
+    try:
+        proc = target.run_script(
+            "kmx_bn_calibrate.py", [json.dumps(entries)], env=env, timeout=CALIBRATE_TIMEOUT_S
+        )
+    except KmxError:
+        return []
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    try:
+        timings = json.loads(lines[-1]).get("timings") if lines else None
+    except ValueError:
+        return []
+    out = []
+    for timing in timings or ():
+        key = (int(timing["axis"]), tuple(int(d) for d in timing["shape"]))
+        out.append(dict(timing, ndim=len(key[1]) + 1, calls=todo.get(key, 0), shape=list(key[1])))
+    return out
 
 
 def _check_writable(trace: Path) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kmx_tune.bench.operators import is_batchnorm, is_layout_transpose
+from kmx_tune.bench.operators import BIAS_ADD, is_batchnorm, is_layout_transpose, kind_of
 from kmx_tune.formats import CHANNELS_FIRST, CHANNELS_LAST
 from kmx_tune.profiling.stats import OperatorStat, number
 
@@ -68,6 +68,9 @@ class Layout:
     transpose_ms: float  # transpose/SwapAxis forward and backward
     batchnorm_saving_ms: float | None  # estimated; None when it could not be timed
     batchnorm: tuple[BatchNormUse, ...] = ()
+    # broadcast_add forward and backward: Keras-MXNet's bias adds, which run slower in
+    # channels_first (a (1, C, 1, 1) bias: its gradient sums over every axis but 1)
+    bias_add_ms: float = 0.0
 
     @property
     def transpose_saving_ms(self) -> float:
@@ -114,10 +117,16 @@ class Layout:
                     f" (BatchNorm over the last axis, {self.share(self.batchnorm_ms):.0%} of "
                     "operator time, would get faster too: it could not be timed here)"
                 )
+            bias = ""
+            if self.share(self.bias_add_ms) >= TRANSPOSE_ADVICE_SHARE:
+                bias = (
+                    f"; bias adds (broadcast_add, {self.share(self.bias_add_ms):.0%} of operator "
+                    "time) run slower in channels_first and take back part of that"
+                )
             return (
                 f"the model runs channels_last ({why}): switching to channels_first would save "
-                f"about {self.share(self.saving_ms):.0%} of operator time ({detail}){main}"
-                f"{untimed}; {SWITCH}"
+                f"about {self.share(self.saving_ms):.0%} of operator time in BatchNorm and "
+                f"transposes ({detail}){main}{untimed}{bias}; {SWITCH}"
             )
         if self.format == CHANNELS_FIRST:
             text = (
@@ -153,6 +162,7 @@ class Layout:
             "total_ms": self.total_ms,
             "batchnorm_ms": self.batchnorm_ms,
             "transpose_ms": self.transpose_ms,
+            "bias_add_ms": self.bias_add_ms,
             "saving": {
                 "ms": self.saving_ms,
                 "share": self.share(self.saving_ms),
@@ -213,6 +223,7 @@ def layout_from(operators: Sequence[OperatorStat], report: Mapping[str, Any]) ->
     total = sum(op.total_ms for op in operators)
     bn_ms = sum(op.total_ms for op in operators if is_batchnorm(op.name))
     tr_ms = sum(op.total_ms for op in operators if is_layout_transpose(op.name))
+    bias_ms = sum(op.total_ms for op in operators if kind_of(op.name) == BIAS_ADD)
     uses = _batchnorm_uses(report)
     last = [u for u in uses if u.last_axis]
     first = [u for u in uses if u.ndim is not None and u.ndim >= 3 and u.axis == 1]
@@ -240,6 +251,7 @@ def layout_from(operators: Sequence[OperatorStat], report: Mapping[str, Any]) ->
         total_ms=total,
         batchnorm_ms=bn_ms,
         transpose_ms=tr_ms,
+        bias_add_ms=bias_ms,
         batchnorm_saving_ms=saving,
         batchnorm=uses,
     )
