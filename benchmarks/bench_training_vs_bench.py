@@ -22,9 +22,8 @@ run in the same environment, so the predictions alternate with the real epochs a
 the same machine; with --full, the default (full) bench runs once after the last pair.
 Each prediction is its `ratio.median`; the table sets their medians beside the real
 one. The 1-minute load average is printed after each pair: other people's jobs on this
-machine change the absolute times a lot, and the ratio too (MXNet's BatchNorm over the
-last axis is memory-bound and suffers more from a busy machine than the MKL-DNN kernels
-channels_first uses).
+machine change the absolute times a lot, and the ratio too: channels_last epochs slow far
+more than channels_first ones when other jobs run (up to 6x with OMP_NUM_THREADS=2 here).
 
 Usage:
     python benchmarks/bench_training_vs_bench.py --python ~/venvs/keras38/bin/python
