@@ -156,6 +156,18 @@ def test_the_best_combination_comes_with_exports_and_set_format() -> None:
     assert data["attribution"]["kinds"][0]["kind"] == BATCHNORM
 
 
+def test_a_setting_that_buys_a_percent_or_two_is_not_advised() -> None:
+    cells = (
+        _cell("channels_first", None, None, 2.23, True),
+        _cell("channels_last", None, None, 1.0, True),
+        _cell("channels_first", None, "0", 2.30, False),  # 3% faster: noise here, not advice
+        _cell("channels_last", None, "0", 1.02, False),
+    )
+    result = _result(cells)
+    assert result.best is cells[0]
+    assert result.changes(result.best) == ([], ["kmx-tune set-format channels_first"])
+
+
 def test_a_best_setting_that_unsets_a_variable_says_unset() -> None:
     cells = (
         _cell("channels_first", "1", None, 1.0, True),

@@ -15,6 +15,7 @@ from kmx_tune.formats import CHANNELS_FIRST, CHANNELS_LAST
 from kmx_tune.result import Result  # noqa: F401 (the protocol BenchResult follows)
 
 SCHEMA = "kmx-tune/bench/2"
+NEAR_BEST = 0.95  # cells within 5% of the fastest count as as fast: smaller gains are noise here
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,16 @@ class BenchResult:
 
     @property
     def best(self) -> Cell:
-        return max(self.cells, key=lambda c: (c.speedup.median, c.current))
+        """The fastest cell; among cells within NEAR_BEST of it, the one that changes the
+        fewest variables: a setting that buys a percent or two is noise here, not advice."""
+        top = max(c.speedup.median for c in self.cells)
+        near = [c for c in self.cells if c.speedup.median >= top * NEAR_BEST]
+        current = dict(self.reference.settings)
+
+        def changed(cell: Cell) -> int:
+            return sum(1 for name, value in cell.settings if current.get(name) != value)
+
+        return min(near, key=lambda c: (changed(c), -c.speedup.median))
 
     @property
     def verdict(self) -> str:

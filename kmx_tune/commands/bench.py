@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 @click.option(
     "--quick",
     is_flag=True,
-    help="Only your current settings, fewer rounds (about 30 s); no settings sweep.",
+    help="Only your current settings, fewer rounds (at most about 30 s); no settings sweep.",
 )
 @click.option(
     "--inference", is_flag=True, help="Time inference (predict_on_batch) instead of training."
@@ -76,7 +76,8 @@ def bench(
     The settings swept: OMP_NUM_THREADS (1, physical cores, logical cores),
     MXNET_EXEC_BULK_EXEC_TRAIN (or _INFERENCE), KMP_AFFINITY on Intel OpenMP builds,
     MXNET_CUDNN_AUTOTUNE_DEFAULT with --ctx gpu. All cells alternate, and each figure
-    is the median over the rounds. The default run takes about 1-2 minutes.
+    is the median over the rounds. A time budget ends the default run within
+    about 2 minutes, --quick within about 30 s.
 
     \b
     Example:
