@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kmx_tune.doctor.fix import snippet_text
+from kmx_tune.doctor.envfile import snippet_text
 from tests.cli import kmx
 from tests.hwfakes import profile_path
 from tests.venvs import pip_freeze, pip_install, pyenv_python

@@ -108,7 +108,8 @@ def _fix(
     from pathlib import Path
 
     from kmx_tune.doctor import run_doctor
-    from kmx_tune.doctor.fix import FixReport, apply_fixes, default_env_file, env_with, plan_fixes
+    from kmx_tune.doctor.envfile import default_env_file, env_with
+    from kmx_tune.doctor.fix import FixReport, apply_fixes, plan_fixes
     from kmx_tune.errors import UsageError
     from kmx_tune.render import console, plain
     from kmx_tune.target import Target
