@@ -148,6 +148,17 @@ def temp_output(final: Path, mode: int = 0o644) -> Iterator[TempFile]:
                 tmp.unlink()
 
 
+def fill(tmp: TempFile, data: bytes, like: os.stat_result | None = None) -> None:
+    """Write all of *data* into the open temporary file, give it *like*'s mode and owner
+    (when given), and fsync it. It stays open, and so in use, until it is published."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(tmp.fd, view) :]
+    if like is not None:
+        take_metadata(tmp.fd, like)
+    os.fsync(tmp.fd)
+
+
 class OutputExistsError(FileExistsError):
     """The final name is taken and overwriting was not allowed."""
 
@@ -189,11 +200,6 @@ def atomic_write(
     umask, as ``open(path, 'w')`` would. Raises OSError; *path* is then untouched."""
     clean_stale_temps(path)
     with temp_output(path, mode if like is None else 0o600) as tmp:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(tmp.fd, view) :]
-        if like is not None:
-            take_metadata(tmp.fd, like)
-        os.fsync(tmp.fd)
+        fill(tmp, data, like)
         os.replace(tmp.path, path)  # while it is open, and so in use
     fsync_dir(path.parent)

@@ -30,8 +30,8 @@ from kmx_tune.fsio import (
     OutputExistsError,
     atomic_write,
     clean_stale_temps,
+    fill,
     publish,
-    take_metadata,
     temp_output,
 )
 from kmx_tune.keras_config.guard import (
@@ -234,13 +234,7 @@ def _keep_numbered(target: Path, data: bytes, like: os.stat_result) -> Path:
     backup, or a link someone planted) is never replaced."""
     # the temporary file is named after keras.json.bak, so the next run cleans it
     with temp_output(backup_path(target), 0o600) as tmp:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(tmp.fd, view) :]
-        take_metadata(tmp.fd, like)
-        os.fsync(tmp.fd)
-        os.close(tmp.fd)
-        tmp.fd = -1
+        fill(tmp, data, like)
         while True:
             numbered = next_numbered_backup(target)
             try:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from kmx_tune.errors import KmxError, UsageError
 from kmx_tune.formats import CHANNELS_FIRST
-from kmx_tune.fsio import clean_stale_temps, publish, take_metadata, temp_output
+from kmx_tune.fsio import clean_stale_temps, fill, publish, temp_output
 from kmx_tune.migrate.isolate import analyse
 from kmx_tune.migrate.model import CodeFinding, FileReport, MigrationResult, Skipped
 from kmx_tune.migrate.source import check_to, migrate_source
@@ -225,13 +225,7 @@ def _write_checked(report: FileReport) -> str | None:
         like = target.stat()
         clean_stale_temps(target)
         with temp_output(target, 0o600) as tmp:
-            view = memoryview(report.new_source)
-            while view:
-                view = view[os.write(tmp.fd, view) :]
-            take_metadata(tmp.fd, like)
-            os.fsync(tmp.fd)
-            os.close(tmp.fd)
-            tmp.fd = -1
+            fill(tmp, report.new_source, like)
             check_unchanged()  # right before the rename: the window is this one call
             publish(tmp.path, target)
     except _Changed:
