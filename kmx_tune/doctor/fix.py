@@ -239,6 +239,17 @@ def plan_fixes(report: Report, env_file: Path) -> FixPlan:
 Log = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every fix is applied with."""
+
+    plan: FixPlan
+    hw: HardwareProfile
+    env: Mapping[str, str]
+    out: IO[str] | None
+    log: Log
+
+
 def apply_fixes(
     plan: FixPlan,
     hardware: HardwareProfile,
@@ -250,14 +261,14 @@ def apply_fixes(
     """Run the plan's fixes in order; the outcome of each, and whether the env
     snippet was written. A failed fix does not stop the others: each is independent
     of the one before, apart from pip itself (and then the next ones fail and say so)."""
-    env = os.environ if env is None else env
+    run = _Run(plan, hardware, os.environ if env is None else env, out, log)
     outcomes: list[Outcome] = []
     for action in plan.actions:
         if action.kind == "env":
             continue
         log(action.command)
         try:
-            outcomes.append(_APPLY[action.kind](plan, action, hardware, env, out, log))
+            outcomes.append(_APPLY[action.kind](run, action))
         except KmxError as exc:
             outcomes.append(Outcome(action, False, str(exc)))
     written = False
@@ -274,60 +285,39 @@ def apply_fixes(
     return tuple(outcomes), written
 
 
-def _pip(
-    plan: FixPlan,
-    action: Action,
-    hw: HardwareProfile,
-    env: Mapping[str, str],
-    out: IO[str] | None,
-    log: Log,
-) -> Outcome:
+def _pip(run: _Run, action: Action) -> Outcome:
     from kmx_tune.install.pip import run_pip
 
-    assert plan.python is not None
-    run = run_pip(plan.python, list(action.args), out)
-    if run.ok:
+    assert run.plan.python is not None
+    pip = run_pip(run.plan.python, list(action.args), run.out)
+    if pip.ok:
         return Outcome(action, True, "done")
-    return Outcome(action, False, f"pip failed: {run.error_line()}")
+    return Outcome(action, False, f"pip failed: {pip.error_line()}")
 
 
-def _ensurepip(
-    plan: FixPlan,
-    action: Action,
-    hw: HardwareProfile,
-    env: Mapping[str, str],
-    out: IO[str] | None,
-    log: Log,
-) -> Outcome:
-    assert plan.python is not None
+def _ensurepip(run: _Run, action: Action) -> Outcome:
+    assert run.plan.python is not None
     try:
         proc = subprocess.run(
-            [plan.python, "-m", "ensurepip", "--upgrade"],
+            [run.plan.python, "-m", "ensurepip", "--upgrade"],
             capture_output=True,
             text=True,
             check=False,
         )
     except OSError as exc:
-        return Outcome(action, False, f"cannot run {plan.python} ({exc.strerror or exc})")
+        return Outcome(action, False, f"cannot run {run.plan.python} ({exc.strerror or exc})")
     if proc.returncode == 0:
         return Outcome(action, True, "done")
     lines = [line for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
     return Outcome(action, False, lines[-1] if lines else f"exit status {proc.returncode}")
 
 
-def _install_mxnet(
-    plan: FixPlan,
-    action: Action,
-    hw: HardwareProfile,
-    env: Mapping[str, str],
-    out: IO[str] | None,
-    log: Log,
-) -> Outcome:
+def _install_mxnet(run: _Run, action: Action) -> Outcome:
     from kmx_tune.install.pip import PipOptions
     from kmx_tune.install.workflow import PlanResult, Request, install_mxnet
     from kmx_tune.target import Target
 
-    assert plan.python is not None
+    assert run.plan.python is not None
     given: dict[str, str] = {}
     words = list(action.args)
     while words:
@@ -340,8 +330,9 @@ def _install_mxnet(
         cpu_only="--cpu" in action.args,
         cuda_libs=given.get("--cuda-libs", "auto"),
     )
-    # --hardware names the profile doctor was given: *hw* is that profile
-    result = install_mxnet(Target(plan.python), hw, request, PipOptions(), out=out, log=log)
+    # --hardware names the profile doctor was given: run.hw is that profile
+    target = Target(run.plan.python)
+    result = install_mxnet(target, run.hw, request, PipOptions(), out=run.out, log=run.log)
     if isinstance(result, PlanResult):  # not a dry run: cannot happen
         return Outcome(action, False, "nothing was installed")
     if result.outcome == "installed":
@@ -352,46 +343,29 @@ def _install_mxnet(
     return Outcome(action, False, f"{why}; {result.rollback_problem or 'rollback incomplete'}")
 
 
-def _restore(
-    plan: FixPlan,
-    action: Action,
-    hw: HardwareProfile,
-    env: Mapping[str, str],
-    out: IO[str] | None,
-    log: Log,
-) -> Outcome:
+def _restore(run: _Run, action: Action) -> Outcome:
     from kmx_tune.install.workflow import restore
     from kmx_tune.target import Target
 
-    assert plan.python is not None
-    result = restore(Target(plan.python), out=out, log=log)
+    assert run.plan.python is not None
+    result = restore(Target(run.plan.python), out=run.out, log=run.log)
     if result.exit_code == 0:
         return Outcome(action, True, "put back what the interrupted install had changed")
     left = f"; run {result.restore} again" if result.restore else ""
     return Outcome(action, False, f"the restore is not complete ({result.outcome}){left}")
 
 
-def _set_format(
-    plan: FixPlan,
-    action: Action,
-    hw: HardwareProfile,
-    env: Mapping[str, str],
-    out: IO[str] | None,
-    log: Log,
-) -> Outcome:
+def _set_format(run: _Run, action: Action) -> Outcome:
     from kmx_tune.keras_config import set_format
 
-    result = set_format("channels_first", env=env)
+    result = set_format("channels_first", env=run.env)
     if not result.changed:
         return Outcome(action, True, f"{result.path} is already channels_first")
     backup = f" (previous version in {result.backup})" if result.backup else ""
     return Outcome(action, True, f"wrote {result.path}{backup}")
 
 
-_APPLY: dict[
-    str,
-    Callable[[FixPlan, Action, HardwareProfile, Mapping[str, str], IO[str] | None, Log], Outcome],
-] = {
+_APPLY: dict[str, Callable[[_Run, Action], Outcome]] = {
     "ensurepip": _ensurepip,
     "pip-itself": _pip,
     "pip": _pip,
