@@ -55,6 +55,19 @@ def fake_wheel_folder(folder: Path) -> Path:
     return folder
 
 
+def template_venv(folder: Path, wheels: Path) -> Path:
+    """A venv in *folder* with the stand-in mxnet-native 1.8.0.post0 and numpy 1.23.5
+    from the *wheels* folder (offline): copy it per test with :func:`clone_venv`."""
+    venv = folder / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    run = pip(
+        venv / "bin" / "python", "install", "-q", "--no-index", "--find-links", str(wheels),
+        "mxnet-native==1.8.0.post0", "numpy==1.23.5",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return venv
+
+
 def pip(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
     return subprocess.run(

@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,8 +25,8 @@ from tests.install_env import (
     disk_tree,
     fake_wheel_folder,
     installed,
-    pip,
     site_packages,
+    template_venv,
     wait_until_gone,
 )
 
@@ -46,14 +44,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory, wheels: Path) -> Path:
-    venv = tmp_path_factory.mktemp("template") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    run = pip(
-        venv / "bin" / "python", "install", "-q", "--no-index", "--find-links", str(wheels),
-        "mxnet-native==1.8.0.post0", "numpy==1.23.5",
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    return venv
+    return template_venv(tmp_path_factory.mktemp("template"), wheels)
 
 
 @pytest.mark.parametrize("trial", range(TRIALS))

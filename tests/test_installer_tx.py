@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from tests.install_env import (
     installed,
     pip,
     site_packages,
+    template_venv,
     wait_until_gone,
 )
 
@@ -42,14 +42,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def template(tmp_path_factory: pytest.TempPathFactory, wheels: Path) -> Path:
     """A venv with the stand-in mxnet-native 1.8.0.post0, graphviz 0.8.4, numpy 1.23.5."""
-    venv = tmp_path_factory.mktemp("template") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    run = pip(
-        venv / "bin" / "python", "install", "-q", "--no-index", "--find-links", str(wheels),
-        "mxnet-native==1.8.0.post0", "numpy==1.23.5",
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    return venv
+    return template_venv(tmp_path_factory.mktemp("template"), wheels)
 
 
 @pytest.fixture
