@@ -18,22 +18,27 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kmx_tune.bench import operators
-from kmx_tune.bench.failures import died_message, error_message
 from kmx_tune.bench.model import (
     BenchResult,
     Cell,
     KindRow,
     ModelInfo,
+    ModelSpec,
     Spread,
     attribution_rows,
+    parse_model_spec,
+)
+from kmx_tune.bench.session import (
+    STEPS_PER_ROUND,
+    Session,
+    Times,
+    cell_index,
 )
 from kmx_tune.bench.settings import BULK, ProcessSetting, bulk_values, process_settings
-from kmx_tune.bench.workers import Worker, WorkerDied, WorkerFailed
 from kmx_tune.errors import KmxError, UsageError
 from kmx_tune.formats import CHANNELS_FIRST, CHANNELS_LAST, FORMATS
 from kmx_tune.target import Target
@@ -53,49 +58,13 @@ DEFAULT_BATCH = 64
 WARMUP = 3  # steps per cell before timing; the first one binds the graph
 ROUNDS = 8
 QUICK_ROUNDS = 6
-STEPS_PER_ROUND = 2
 PROFILED_STEPS = 3
 QUICK_PROFILED_STEPS = 2
-READY_TIMEOUT_S = 600.0  # import mxnet and Keras, build and warm up every cell
-STEP_TIMEOUT_S = 300.0
 # Wall time after which no new round starts (at least MIN_ROUNDS run), so that a busy
 # machine or a slow model still gives an answer in about 2 minutes (30 s with --quick).
 # An explicit --repeats is always run in full.
 BUDGET_S = 95.0
 QUICK_BUDGET_S = 22.0
-MIN_ROUNDS = 3
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """``--model FILE:FUNCTION``."""
-
-    file: Path
-    function: str
-
-    @property
-    def text(self) -> str:
-        return f"{self.file}:{self.function}"
-
-
-def parse_model_spec(spec: str) -> ModelSpec:
-    """FILE:FUNCTION -> ModelSpec; UsageError naming what is wrong."""
-    file, sep, function = spec.rpartition(":")
-    if not sep or not file or not function:
-        raise UsageError(
-            f"--model {spec}: give FILE:FUNCTION, the Python file and the function in it "
-            "that returns the compiled Keras model, e.g. --model train.py:build_model"
-        )
-    if not function.isidentifier():
-        raise UsageError(
-            f"--model {spec}: {function!r} is not a Python function name; give FILE:FUNCTION, "
-            "e.g. --model train.py:build_model"
-        )
-    path = Path(file).expanduser()
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "no such file"
-        raise UsageError(f"--model {spec}: {file}: {what}; give the Python file that defines it")
-    return ModelSpec(path.absolute(), function)
 
 
 def _cores() -> tuple[int, int]:
@@ -170,6 +139,18 @@ def _load() -> float | None:
         return None
 
 
+def _checked(ctx: str, batch: int, rounds: int | None, quick: bool) -> int:
+    """The number of rounds to run; UsageError for arguments that cannot work."""
+    if ctx not in ("cpu", "gpu"):
+        raise UsageError(f"--ctx {ctx}: use cpu or gpu")
+    if batch < 1:
+        raise UsageError(f"--batch {batch}: must be at least 1")
+    n_rounds = rounds if rounds is not None else (QUICK_ROUNDS if quick else ROUNDS)
+    if n_rounds < 1:
+        raise UsageError(f"--repeats {n_rounds}: must be at least 1")
+    return n_rounds
+
+
 def run_bench(
     target: Target,
     *,
@@ -184,13 +165,7 @@ def run_bench(
 ) -> BenchResult:
     """Measure both formats (and, unless *quick*, every setting worth trying) in the
     target interpreter; raise KmxError with one line when that cannot be done."""
-    if ctx not in ("cpu", "gpu"):
-        raise UsageError(f"--ctx {ctx}: use cpu or gpu")
-    if batch < 1:
-        raise UsageError(f"--batch {batch}: must be at least 1")
-    n_rounds = rounds if rounds is not None else (QUICK_ROUNDS if quick else ROUNDS)
-    if n_rounds < 1:
-        raise UsageError(f"--repeats {n_rounds}: must be at least 1")
+    n_rounds = _checked(ctx, batch, rounds, quick)
     say = progress or (lambda _text: None)
     started = time.perf_counter()
     env = dict(os.environ if env is None else env)
@@ -218,6 +193,8 @@ def run_bench(
         "bulk": bulk,
     }
     load_start = _load()
+    deadline = None if rounds is not None else started + (QUICK_BUDGET_S if quick else BUDGET_S)
+    profiled = QUICK_PROFILED_STEPS if quick else PROFILED_STEPS
     with tempfile.TemporaryDirectory(prefix="kmx-bench-") as tmp:
         folder = Path(tmp)
         base_env = dict(env)
@@ -226,31 +203,11 @@ def run_bench(
             KERAS_HOME=str(_keras_home(folder, keras_values, fmt_now)),
             PYTHONIOENCODING="utf-8",
         )
-        say(
-            f"Starting {len(settings)} worker process{'es' if len(settings) > 1 else ''} "
-            f"in {target.python} (each builds the model in both formats and warms it up)..."
+        session = Session(target.python, config, batch, model, say)
+        readies, times, profile = session.run(
+            settings, base_env, folder, n_rounds, deadline, len(bulk), profiled
         )
-        workers: list[Worker] = []
-        finished = False
-        try:
-            for setting in settings:
-                workers.append(Worker(target.python, config, setting.env(base_env), folder))
-            readies = [_receive(w, READY_TIMEOUT_S, target.python, batch, model) for w in workers]
-            deadline = None
-            if rounds is None:
-                deadline = started + (QUICK_BUDGET_S if quick else BUDGET_S)
-            times = _measure(
-                workers, readies, n_rounds, deadline, say, target.python, batch, model, len(bulk)
-            )
-            n_rounds = len(next(iter(times.values())))
-            profiled = QUICK_PROFILED_STEPS if quick else PROFILED_STEPS
-            say(f"Profiling {profiled} steps of each format...")
-            workers[0].send({"cmd": "profile", "steps": profiled})
-            profile = _receive(workers[0], STEP_TIMEOUT_S, target.python, batch, model)
-            finished = True
-        finally:
-            for worker in workers:
-                worker.close(kill=not finished)
+    n_rounds = len(next(iter(times.values())))
     load_end = _load()
     ready = readies[0]
     cells = _cells(settings, bulk, mode, env, times, batch, fmt_now, n_rounds)
@@ -305,74 +262,6 @@ def _notes(
     return notes
 
 
-def _receive(
-    worker: Worker, timeout: float, python: str, batch: int, model: ModelSpec | None
-) -> dict[str, Any]:
-    """The worker's next message, its failures turned into one-line errors."""
-    try:
-        return worker.receive(timeout)
-    except WorkerFailed as exc:
-        raise KmxError(
-            error_message(exc.report, python, batch=batch, model=model.text if model else None)
-        ) from None
-    except WorkerDied as exc:
-        raise KmxError(died_message(exc.stderr, exc.status, python, batch=batch)) from None
-
-
-# (worker index, cell index) -> one mean step time (seconds) per round
-Times = dict[tuple[int, int], list[float]]
-
-
-def _measure(
-    workers: list[Worker],
-    readies: list[dict[str, Any]],
-    n_rounds: int,
-    deadline: float | None,
-    say: Callable[[str], None],
-    python: str,
-    batch: int,
-    model: ModelSpec | None,
-    n_bulk: int,
-) -> Times:
-    """Run every cell STEPS_PER_ROUND steps per round. The order turns every round (and
-    reverses every other), so no cell always follows the same one. The two cells of the
-    prediction (both formats with the current settings) are visited a second time half a
-    round later when there are other cells, so the ratio has twice the samples and the
-    sweep's cells cannot crowd it out. After *deadline* (perf_counter seconds) no new
-    round starts once MIN_ROUNDS are done."""
-    pairs = [(w, c) for w, ready in enumerate(readies) for c in range(len(ready["cells"]))]
-    current = [(0, _cell_index(fmt, 0, n_bulk)) for fmt in FORMATS]
-    times: Times = {pair: [] for pair in pairs}
-    for r in range(n_rounds):
-        if deadline is not None and r >= MIN_ROUNDS and time.perf_counter() > deadline:
-            say(f"Time is up after {r} rounds (a busy machine or a slow model)")
-            break
-        say(f"Round {r + 1}/{n_rounds}: {len(pairs)} cells x {STEPS_PER_ROUND} steps")
-        shift = r % len(pairs)
-        order = pairs[shift:] + pairs[:shift]
-        if r % 2:
-            order.reverse()
-        if len(pairs) > len(current):
-            half = len(order) // 2
-            order[half:half] = current if r % 2 else current[::-1]
-        seen: dict[tuple[int, int], list[float]] = {}
-        for w, c in order:
-            workers[w].send({"cmd": "run", "cell": c, "steps": STEPS_PER_ROUND})
-            reply = _receive(workers[w], STEP_TIMEOUT_S, python, batch, model)
-            seconds = [float(s) for s in reply.get("seconds") or []]
-            if not seconds or min(seconds) <= 0:
-                raise KmxError("the benchmark reported no usable step times")
-            seen.setdefault((w, c), []).extend(seconds)
-        for pair, seconds in seen.items():
-            times[pair].append(sum(seconds) / len(seconds))
-    return times
-
-
-def _cell_index(fmt: str, bulk_index: int, n_bulk: int) -> int:
-    """Where the worker put (format, bulk value): formats outer, bulk values inner."""
-    return FORMATS.index(fmt) * n_bulk + bulk_index
-
-
 def _cells(
     settings: list[ProcessSetting],
     bulk: list[str | None],
@@ -384,12 +273,12 @@ def _cells(
     n_rounds: int,
 ) -> tuple[Cell, ...]:
     bulk_var = BULK[mode]
-    reference = times[(0, _cell_index(fmt_now, 0, len(bulk)))]
+    reference = times[(0, cell_index(fmt_now, 0, len(bulk)))]
     cells = []
     for w, setting in enumerate(settings):
         for fmt in FORMATS:
             for b, value in enumerate(bulk):
-                steps = times[(w, _cell_index(fmt, b, len(bulk)))]
+                steps = times[(w, cell_index(fmt, b, len(bulk)))]
                 effective = env.get(bulk_var) if value is None else value
                 speedups = [reference[r] / steps[r] for r in range(n_rounds)]
                 step = Spread.of([s * 1000.0 for s in steps])
@@ -407,8 +296,8 @@ def _cells(
 
 
 def _ratio(times: Times, bulk: list[str | None], n_rounds: int) -> Spread:
-    first = times[(0, _cell_index(CHANNELS_FIRST, 0, len(bulk)))]
-    last = times[(0, _cell_index(CHANNELS_LAST, 0, len(bulk)))]
+    first = times[(0, cell_index(CHANNELS_FIRST, 0, len(bulk)))]
+    last = times[(0, cell_index(CHANNELS_LAST, 0, len(bulk)))]
     return Spread.of([last[r] / first[r] for r in range(n_rounds)])
 
 

@@ -9,8 +9,10 @@ import shlex
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from kmx_tune.errors import UsageError
 from kmx_tune.formats import CHANNELS_FIRST, CHANNELS_LAST
 from kmx_tune.result import Result  # noqa: F401 (the protocol BenchResult follows)
 
@@ -260,3 +262,35 @@ def attribution_rows(
     ]
     rows.sort(key=lambda row: (-abs(row.difference_ms), row.kind))
     return tuple(rows)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """``--model FILE:FUNCTION``."""
+
+    file: Path
+    function: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.file}:{self.function}"
+
+
+def parse_model_spec(spec: str) -> ModelSpec:
+    """FILE:FUNCTION -> ModelSpec; UsageError naming what is wrong."""
+    file, sep, function = spec.rpartition(":")
+    if not sep or not file or not function:
+        raise UsageError(
+            f"--model {spec}: give FILE:FUNCTION, the Python file and the function in it "
+            "that returns the compiled Keras model, e.g. --model train.py:build_model"
+        )
+    if not function.isidentifier():
+        raise UsageError(
+            f"--model {spec}: {function!r} is not a Python function name; give FILE:FUNCTION, "
+            "e.g. --model train.py:build_model"
+        )
+    path = Path(file).expanduser()
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "no such file"
+        raise UsageError(f"--model {spec}: {file}: {what}; give the Python file that defines it")
+    return ModelSpec(path.absolute(), function)

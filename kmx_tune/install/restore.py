@@ -84,6 +84,29 @@ def _quietly(callback: Callable[[int], None] | None) -> Callable[[int], None] | 
     return call
 
 
+def _together_or_one_by_one(
+    step: Callable[[Sequence[str]], tuple[bool, str]],
+    base: Sequence[str],
+    items: Sequence[str],
+    tail: Sequence[str] = (),
+) -> list[tuple[str, str]]:
+    """*base* + *items* + *tail* in one pip call; if it fails, one call per item, so one
+    missing wheel cannot keep the others back. The items that failed, with pip's reason."""
+    if not items:
+        return []
+    ok, why = step([*base, *items, *tail])
+    if ok:
+        return []
+    if len(items) == 1:
+        return [(items[0], why)]
+    failed = []
+    for item in items:
+        ok, why = step([*base, item, *tail])
+        if not ok:
+            failed.append((item, why))
+    return failed
+
+
 def put_back(
     journal: Journal,
     python: str,
@@ -108,21 +131,7 @@ def put_back(
     def each(
         base: Sequence[str], items: Sequence[str], tail: Sequence[str] = ()
     ) -> list[tuple[str, str]]:
-        """*base* + *items* + *tail* in one pip call; if it fails, one call per item.
-        Returns the items that failed, with pip's reason."""
-        if not items:
-            return []
-        ok, why = step([*base, *items, *tail])
-        if ok:
-            return []
-        if len(items) == 1:
-            return [(items[0], why)]
-        failed = []
-        for item in items:
-            ok, why = step([*base, item, *tail])
-            if not ok:
-                failed.append((item, why))
-        return failed
+        return _together_or_one_by_one(step, base, items, tail)
 
     try:
         now = list_installed(python, own_session=True)
@@ -166,6 +175,18 @@ def put_back(
         for c in diff(before, final)
         if not (c.before is None and normalize(c.name) in PACKAGING_TOOLS)
     )
+    problems = _problems(not_installed, not_removed, failed, final)
+    by_hand = commands_for(left, before, journal, python, pip)
+    retry = bool(failed) or any(normalize(c.name) in kit_names and c.before for c in left)
+    return PutBack(diff(now, final), left, tuple(problems), tuple(removed), by_hand, retry)
+
+
+def _problems(
+    not_installed: Sequence[tuple[str, str]],
+    not_removed: Sequence[tuple[str, str]],
+    failed: Sequence[str],
+    final: Mapping[str, Distribution],
+) -> list[str]:
     problems = [f"pip install {item} failed: {why}" for item, why in not_installed]
     # an uninstall that failed (a half-installed distribution without RECORD) is no
     # problem once the disk repair has removed what was left of it
@@ -175,9 +196,7 @@ def put_back(
         if normalize(item) in final
     ]
     problems += [f"cannot remove {path}" for path in failed]
-    by_hand = commands_for(left, before, journal, python, pip)
-    retry = bool(failed) or any(normalize(c.name) in kit_names and c.before for c in left)
-    return PutBack(diff(now, final), left, tuple(problems), tuple(removed), by_hand, retry)
+    return problems
 
 
 def commands_for(
