@@ -33,6 +33,17 @@ from pathlib import Path
 TEMP_MARK = ".kmx-tmp-"
 
 
+def not_a_file(path: Path) -> str:
+    """Why *path* is no regular file, in words: "no such file", "is a folder", or "is
+    not a regular file (a FIFO, a device or a socket)". Never opens it, so a FIFO cannot
+    hang the caller."""
+    if path.is_dir():
+        return "is a folder"
+    if os.path.lexists(path):
+        return "is not a regular file (a FIFO, a device or a socket)"
+    return "no such file"
+
+
 def temp_name(final: Path) -> Path:
     """The temporary name for *final*, in the same folder (so the rename is atomic)."""
     return final.with_name(f".{final.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")

@@ -352,12 +352,14 @@ def test_a_target_without_mxnet_points_at_install_mxnet() -> None:
         ("train.py:", "give FILE:FUNCTION"),
         ("train.py:build-model", "is not a Python function name"),
         ("nope.py:build", "nope.py: no such file"),
+        ("fifo.py:build", "fifo.py: is not a regular file"),  # a FIFO: and it never hangs
     ],
 )
 def test_a_bad_model_spec_is_one_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str, expected: str
 ) -> None:
     (tmp_path / "train.py").write_text("def build(): pass\n")
+    os.mkfifo(tmp_path / "fifo.py")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UsageError, match=expected):
         parse_model_spec(spec)

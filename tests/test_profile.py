@@ -316,6 +316,16 @@ def test_a_missing_script_is_one_clear_error(tmp_path: Path) -> None:
     )
 
 
+def test_a_fifo_as_the_script_is_named_as_such_and_never_hangs(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo.py")
+    proc = kmx("profile", "fifo.py", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "Error: fifo.py: is not a regular file (a FIFO, a device or a socket); give the path "
+        "of the Python script to profile"
+    )
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("mxnet") is not None, reason="this interpreter has mxnet"
 )

@@ -14,6 +14,7 @@ from typing import Any
 
 from kmx_tune.errors import UsageError
 from kmx_tune.formats import CHANNELS_FIRST, CHANNELS_LAST
+from kmx_tune.fsio import not_a_file
 from kmx_tune.result import Result  # noqa: F401 (the protocol BenchResult follows)
 
 SCHEMA = "kmx-tune/bench/2"
@@ -291,6 +292,6 @@ def parse_model_spec(spec: str) -> ModelSpec:
         )
     path = Path(file).expanduser()
     if not path.is_file():
-        what = "is a folder" if path.is_dir() else "no such file"
+        what = not_a_file(path)
         raise UsageError(f"--model {spec}: {file}: {what}; give the Python file that defines it")
     return ModelSpec(path.absolute(), function)

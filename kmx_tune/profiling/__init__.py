@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kmx_tune.errors import KmxError, TargetError, UsageError
+from kmx_tune.fsio import not_a_file
 from kmx_tune.profiling.layout import BatchNormUse, Layout, layout_from
 from kmx_tune.profiling.result import ProfileResult, result_from_report
 from kmx_tune.profiling.stats import OperatorStat, operators_from_aggregate
@@ -85,7 +86,7 @@ def profile_script(
     when mxnet cannot be imported."""
     script_path = Path(script)
     if not script_path.is_file():
-        what = "is a folder" if script_path.is_dir() else "no such file"
+        what = not_a_file(script_path)
         raise UsageError(f"{script}: {what}; give the path of the Python script to profile")
     if steps is not None and steps < 1:
         raise UsageError(f"--steps {steps}: must be at least 1")
