@@ -33,6 +33,51 @@ from pathlib import Path
 TEMP_MARK = ".kmx-tmp-"
 
 
+class NotARegularFile(Exception):
+    """:func:`read_bounded` found a folder, a FIFO, a device or a socket (``kind``:
+    ``stat.S_IFMT`` of its mode) where a file was expected."""
+
+    def __init__(self, kind: int) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+class TooLarge(Exception):
+    """:func:`read_bounded` found more than its limit: ``size`` bytes, at least."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+def read_bounded(path: os.PathLike[str] | str, limit: int) -> bytes:
+    """The bytes of the regular file at *path* (a symlink is followed), at most *limit*.
+    Never blocks on a FIFO and never reads a device: the file is opened without
+    blocking and checked before a byte is read. Raises OSError (FileNotFoundError, ...),
+    :class:`NotARegularFile`, or :class:`TooLarge` (also when it grows while read)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        kind = stat.S_IFMT(st.st_mode)
+        if kind != stat.S_IFREG:
+            raise NotARegularFile(kind)
+        if st.st_size > limit:
+            raise TooLarge(st.st_size)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise TooLarge(max(size, st.st_size))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def not_a_file(path: Path) -> str:
     """Why *path* is no regular file, in words: "no such file", "is a folder", or "is
     not a regular file (a FIFO, a device or a socket)". Never opens it, so a FIFO cannot

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kmx_tune.errors import UsageError
+from kmx_tune.fsio import NotARegularFile, TooLarge, read_bounded
 from kmx_tune.hardware import nvidia
 from kmx_tune.hardware.cpu import cgroup_cpu_limit, parse_proc_cpuinfo, probe_cpu
 from kmx_tune.hardware.profile import (
@@ -95,29 +96,20 @@ PROFILE_MAX_BYTES = 1 << 20  # a profile is a few KB; more is not one (or is /de
 def _read_profile(where: str) -> str:
     """The file's text, read without blocking on a FIFO and without reading past
     PROFILE_MAX_BYTES. Raises OSError, UnicodeError, or UsageError for a non-file."""
-    fd = os.open(where, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise IsADirectoryError(where)
-        if not stat.S_ISREG(info.st_mode):
-            raise UsageError(
-                f"--hardware {where}: is not a regular file; give the file written by "
-                "`kmx-tune probe --json > FILE`"
-            )
-        data = b""
-        while len(data) <= PROFILE_MAX_BYTES:
-            chunk = os.read(fd, PROFILE_MAX_BYTES + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(fd)
-    if len(data) > PROFILE_MAX_BYTES:
+        data = read_bounded(where, PROFILE_MAX_BYTES)
+    except NotARegularFile as exc:
+        if exc.kind == stat.S_IFDIR:
+            raise IsADirectoryError(where) from None
+        raise UsageError(
+            f"--hardware {where}: is not a regular file; give the file written by "
+            "`kmx-tune probe --json > FILE`"
+        ) from None
+    except TooLarge:
         raise UsageError(
             f"--hardware {where}: is larger than {PROFILE_MAX_BYTES // 1024} KiB, so it is not a "
             "profile; write one with `kmx-tune probe --json > FILE`"
-        )
+        ) from None
     return data.decode("utf-8")
 
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kmx_tune import fsio
 from kmx_tune.formats import FORMATS
 from kmx_tune.keras_config.locate import (
     FLOATX_VALUES,
@@ -199,32 +200,17 @@ def read_bounded(path: os.PathLike[str] | str) -> bytes:
     """The bytes of the regular file at *path* (a symlink is followed), at most
     :data:`MAX_BYTES`. Never blocks on a FIFO and never reads a device. Raises OSError
     (FileNotFoundError, NotADirectoryError, ...) or _CannotRead with the reason."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        st = os.fstat(fd)
-        kind = stat.S_IFMT(st.st_mode)
-        if kind == stat.S_IFDIR:
+        return fsio.read_bounded(path, MAX_BYTES)
+    except fsio.NotARegularFile as exc:
+        if exc.kind == stat.S_IFDIR:
             raise _CannotRead(
                 f"{path} is a directory, not a file (import keras fails on it); move it away"
-            )
-        if kind != stat.S_IFREG:
-            what, why = _NOT_A_FILE.get(kind, ("not a regular file", "Keras cannot read it"))
-            raise _CannotRead(f"{path} is {what}, not a file: {why}; move it away")
-        if st.st_size > MAX_BYTES:
-            raise _CannotRead(_too_large(path, st.st_size))
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_BYTES:  # the size may grow while we read
-            chunk = os.read(fd, MAX_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > MAX_BYTES:
-            raise _CannotRead(_too_large(path, size))
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+            ) from None
+        what, why = _NOT_A_FILE.get(exc.kind, ("not a regular file", "Keras cannot read it"))
+        raise _CannotRead(f"{path} is {what}, not a file: {why}; move it away") from None
+    except fsio.TooLarge as exc:
+        raise _CannotRead(_too_large(path, exc.size)) from None
 
 
 def _too_large(path: os.PathLike[str] | str, size: int) -> str:

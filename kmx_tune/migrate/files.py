@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 
 from kmx_tune.errors import KmxError, UsageError
 from kmx_tune.formats import CHANNELS_FIRST
-from kmx_tune.fsio import clean_stale_temps, fill, publish, temp_output
+from kmx_tune.fsio import (
+    NotARegularFile,
+    TooLarge,
+    clean_stale_temps,
+    fill,
+    publish,
+    read_bounded,
+    temp_output,
+)
 from kmx_tune.migrate.isolate import analyse
 from kmx_tune.migrate.model import CodeFinding, FileReport, MigrationResult, Skipped
 from kmx_tune.migrate.source import check_to, migrate_source
@@ -106,31 +114,18 @@ class _Unreadable(Exception):
 def read_source(path: Path) -> bytes:
     """The bytes of the regular file at *path*, at most :data:`MAX_SOURCE_BYTES`; never
     blocks on a FIFO, never reads a device. Raises OSError or _Unreadable."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        st = os.fstat(fd)
-        kind = stat.S_IFMT(st.st_mode)
-        if kind != stat.S_IFREG:
-            what = _NOT_A_FILE.get(kind, "not a regular file")
-            raise _Unreadable(f"could not read: {what}, not a regular file")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_SOURCE_BYTES:
-            chunk = os.read(fd, MAX_SOURCE_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > MAX_SOURCE_BYTES:
-            raise _Unreadable(
-                f"not analysed: {max(size, st.st_size)} bytes, larger than the "
-                f"{MAX_SOURCE_BYTES >> 10} KiB migrate analyses (its parser needs about 1 GB of "
-                "memory and a minute per MB of code); split the file, or fix it by hand",
-                "E901",
-            )
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+        return read_bounded(path, MAX_SOURCE_BYTES)
+    except NotARegularFile as exc:
+        what = _NOT_A_FILE.get(exc.kind, "not a regular file")
+        raise _Unreadable(f"could not read: {what}, not a regular file") from None
+    except TooLarge as exc:
+        raise _Unreadable(
+            f"not analysed: {exc.size} bytes, larger than the "
+            f"{MAX_SOURCE_BYTES >> 10} KiB migrate analyses (its parser needs about 1 GB of "
+            "memory and a minute per MB of code); split the file, or fix it by hand",
+            "E901",
+        ) from None
 
 
 def _migrate_file(file: Path, to: str) -> FileReport:
