@@ -93,14 +93,7 @@ def _in_pyenv(env: Mapping[str, str]) -> Iterator[Candidate]:
     for folder in _children(versions):
         if not re.fullmatch(r"3\.\d+\.\d+", folder.name):
             continue  # a pyenv-virtualenv env or a non-CPython build
-        version = _version_in(folder.name)
-        if version is not None:
-            yield Candidate(
-                str(folder / "bin" / f"python{version[0]}.{version[1]}"),
-                version[:2],
-                version[2],
-                "pyenv",
-            )
+        yield from _installed(folder, "pyenv")
 
 
 def uv_python_dir(env: Mapping[str, str]) -> Path:
@@ -114,14 +107,7 @@ def _in_uv(env: Mapping[str, str]) -> Iterator[Candidate]:
     for folder in _children(uv_python_dir(env)):
         if not folder.name.startswith("cpython-"):
             continue
-        version = _version_in(folder.name)
-        if version is not None:
-            yield Candidate(
-                str(folder / "bin" / f"python{version[0]}.{version[1]}"),
-                version[:2],
-                version[2],
-                "uv",
-            )
+        yield from _installed(folder, "uv")
 
 
 def conda_roots(env: Mapping[str, str]) -> list[Path]:
@@ -167,6 +153,14 @@ def _in_conda(env: Mapping[str, str]) -> Iterator[Candidate]:
             version = _version_in(lib.name)
             if version is not None:
                 yield Candidate(str(prefix / "bin" / "python"), version[:2], 0, "conda")
+
+
+def _installed(folder: Path, source: str) -> Iterator[Candidate]:
+    """The Python installed in *folder* (a pyenv or uv version folder named after it)."""
+    version = _version_in(folder.name)
+    if version is not None:
+        python = folder / "bin" / f"python{version[0]}.{version[1]}"
+        yield Candidate(str(python), version[:2], version[2], source)
 
 
 def _children(folder: Path) -> list[Path]:

@@ -6,6 +6,7 @@ a full disk is skipped (mount needs root)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -78,3 +79,19 @@ def fill_disk(folder: Path) -> None:
             pass
         finally:
             os.close(fd)
+
+
+def sha(path: Path) -> str:
+    """The file's sha256, read in 1 MB blocks (datasets can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def temps(folder: Path) -> list[Path]:
+    """kmx-tune's temporary files in *folder* (fsio's naming)."""
+    from kmx_tune.fsio import TEMP_MARK
+
+    return [p for p in folder.iterdir() if TEMP_MARK in p.name]

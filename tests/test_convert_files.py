@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import zipfile
@@ -16,6 +15,7 @@ from kmx_tune.convert.common import CONVERTED, NOTHING_TO_DO, PLANNED
 from kmx_tune.convert.core import convert_many, default_output
 from kmx_tune.convert.npyio import build_header, parse_header
 from kmx_tune.errors import KmxError, UsageError
+from tests.fs_helpers import sha
 
 RNG = np.random.default_rng(42)
 SMALL_CHUNK = 4096  # forces many blocks, and the split-within-a-sample path
@@ -23,10 +23,6 @@ SMALL_CHUNK = 4096  # forces many blocks, and the split-within-a-sample path
 
 def images(shape: tuple[int, ...] = (37, 9, 7, 3), dtype: str = "uint8") -> np.ndarray:
     return (RNG.random(shape) * 200).astype(dtype)
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def save_npy(path: Path, a: np.ndarray, version: tuple[int, int] | None = None) -> Path:

@@ -3,7 +3,6 @@ and contiguous; layout rules, what is kept, round trips, and broken inputs."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from kmx_tune.convert import convert_file
 from kmx_tune.convert.h5 import CHUNK_TARGET
 from kmx_tune.errors import KmxError, UsageError
 from tests.cli import kmx, kmx_json
+from tests.fs_helpers import sha
 
 RNG = np.random.default_rng(5)
 X = RNG.integers(0, 255, (300, 20, 24, 3), np.uint8)  # (N, H, W, C), H != W
@@ -31,10 +31,6 @@ STORAGE = {
         "fletcher32": True,
     },
 }
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_dataset_file(path: Path, storage: dict[str, object]) -> None:

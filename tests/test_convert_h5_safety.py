@@ -4,7 +4,6 @@ unwritable folder."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import random
 import signal
@@ -21,21 +20,9 @@ from kmx_tune.convert import convert_file
 from kmx_tune.convert.writer import DiskFullError
 from kmx_tune.errors import KmxError
 from kmx_tune.fsio import TEMP_MARK
-from tests.fs_helpers import tiny_disk, unwritable_dir
+from tests.fs_helpers import sha, temps, tiny_disk, unwritable_dir
 
 X = np.random.default_rng(1).integers(0, 255, (300, 64, 64, 3), np.uint8)  # 3.7 MB
-
-
-def sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def temps(folder: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if TEMP_MARK in p.name]
 
 
 def make(path: Path, x: np.ndarray, **storage: object) -> None:

@@ -7,7 +7,6 @@ runs in a target, and a target without Keras."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -19,14 +18,11 @@ import h5py
 import pytest
 
 from tests.cli import kmx, kmx_json
+from tests.fs_helpers import sha
 from tests.venvs import make_venv, pyenv_python
 
 KERAS_REQUIREMENTS = ["keras-mxnet==2.2.4.3", "mxnet==1.9.1", "numpy==1.23.5"]
 MODELS_SCRIPT = Path(__file__).parent / "keras_models.py"
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="session")

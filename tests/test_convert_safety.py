@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
 import random
 import signal
@@ -23,18 +22,7 @@ from kmx_tune.convert import convert_file, writer
 from kmx_tune.convert.writer import DiskFullError
 from kmx_tune.errors import KmxError
 from kmx_tune.fsio import TEMP_MARK
-
-
-def sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def temps(folder: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if TEMP_MARK in p.name]
+from tests.fs_helpers import sha, temps
 
 
 def start(args: list[str]) -> subprocess.Popen[bytes]:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from kmx_tune.dists import Distribution
 from kmx_tune.errors import UsageError
 from kmx_tune.flavors.cuda_libs import (
     PIP,
@@ -27,26 +26,8 @@ from kmx_tune.flavors.cuda_libs import (
 from kmx_tune.flavors.table import LINUX_X86_64, WHEELS, find_wheel
 from kmx_tune.install import cuda_wiring
 from kmx_tune.install.plan import fit_libraries
-from kmx_tune.target import KerasFacts, TargetInfo
 from tests.test_elf import build
-
-
-def target_with(*dists: tuple[str, str]) -> TargetInfo:
-    """A venv target with these distributions, as the facts script reports one."""
-    site = "/venv/lib/python3.11/site-packages"
-    return TargetInfo(
-        python="/venv/bin/python",
-        executable="/venv/bin/python",
-        version=(3, 11, 7),
-        implementation="CPython",
-        platform="linux",
-        machine="x86_64",
-        prefix="/venv",
-        in_venv=True,
-        has_pip=True,
-        keras=KerasFacts(None, False),
-        distributions={n.lower(): Distribution(n, v, site) for n, v in dists},
-    )
+from tests.test_installer import target_with
 
 
 def row(name: str, version: str = "1.9.1"):  # noqa: ANN201 -- a table row
